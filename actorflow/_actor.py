@@ -1,0 +1,60 @@
+"""The base class of actorflow's actors.
+
+pykka stops an actor when a message sent with ``tell`` raises. The supervisor, registry
+and journal must survive a bad message, so :class:`Actor` remembers whether the message
+being handled was asked (it has a reply future): an exception from an asked message goes
+back to the caller as usual, one from a told message is logged and the actor carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from typing import Any, ClassVar
+
+import pykka
+from pykka._envelope import Envelope  # noqa: PLC2701 - pykka's documented inbox element
+
+log = logging.getLogger("actorflow")
+
+
+class _Inbox(queue.Queue[Envelope[Any]]):
+    """A pykka inbox that keeps the envelope being handled, to tell asks from tells."""
+
+    current: Envelope[Any] | None = None
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Envelope[Any]:
+        envelope = super().get(block, timeout)
+        self.current = envelope
+        return envelope
+
+
+class Actor(pykka.ThreadingActor):
+    """A pykka actor that survives exceptions raised by told messages."""
+
+    use_daemon_thread: ClassVar[bool] = True
+
+    @staticmethod
+    def _create_actor_inbox() -> _Inbox:  # type: ignore[override]
+        return _Inbox()
+
+    def _asked(self) -> bool:
+        """True if the message being handled was sent with ``ask``."""
+        inbox = self.actor_inbox
+        assert isinstance(inbox, _Inbox)
+        return inbox.current is not None and inbox.current.reply_to is not None
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch ``message`` to :meth:`handle`; log (not raise) errors of told messages."""
+        try:
+            return self.handle(message)
+        except Exception:
+            if self._asked():
+                raise
+            log.exception("%s failed to handle %r", type(self).__name__, message)
+            return None
+
+    def handle(self, message: Any) -> Any:
+        """Handle one message (overridden by each actor)."""
+        log.warning("%s got an unexpected message: %r", type(self).__name__, message)
+        return None

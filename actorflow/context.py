@@ -1,0 +1,120 @@
+"""The run context: what a flow sees of its run (``ctx``), and :func:`current_run`."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as _dt
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .errors import ActorflowError, Cancelled
+
+if TYPE_CHECKING:
+    from .execution import Execution
+
+
+class Abandoned(BaseException):
+    """Raised inside a flow whose runtime is shutting down and no longer waits for it.
+
+    It is a ``BaseException`` so that ``except Exception`` in flow code does not swallow
+    it; the run is left unfinished in the journal and resumes at the next open.
+    """
+
+
+class RunControl:
+    """The flags the supervisor shares with an executing run (thread-safe).
+
+    Attributes:
+        cancel: set when a cancellation of the run was accepted.
+        abandon: set when the runtime shuts down and stops waiting for the run.
+    """
+
+    __slots__ = ("abandon", "cancel")
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.abandon = threading.Event()
+
+
+_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("actorflow_run", default=None)
+
+
+class Context:
+    """The run context passed to a flow as its first argument.
+
+    Attributes:
+        run_id: the run's id.
+        flow: the flow's name.
+        attempt: which execution of the run this is (1 for the first, more after a restart).
+        started_at: when this attempt started (UTC).
+        parent_id: the id of the run that started this one, or None.
+        metadata: the dict given at start.
+    """
+
+    def __init__(
+        self,
+        execution: Execution,
+        *,
+        run_id: str,
+        flow: str,
+        attempt: int,
+        started_at: _dt.datetime,
+        parent_id: str | None,
+        metadata: dict[str, Any],
+    ) -> None:
+        self._execution = execution
+        self.run_id = run_id
+        self.flow = flow
+        self.attempt = attempt
+        self.started_at = started_at
+        self.parent_id = parent_id
+        self.metadata = metadata
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancellation of this run was accepted; a long loop should check it and stop."""
+        return self._execution.control.cancel.is_set()
+
+    def checkpoint(self) -> None:
+        """Raise :class:`~actorflow.Cancelled` if the run was cancelled; otherwise do nothing.
+
+        Every actorflow call made from a flow does this; call it yourself in a long loop
+        that makes none.
+        """
+        self._execution.checkpoint()
+
+    def progress(self, value: Any) -> None:
+        """Record ``value`` as the run's latest progress (durably; shown in its status).
+
+        It is a checkpoint: a cancelled run raises :class:`~actorflow.Cancelled` here.
+
+        Raises:
+            SerializationError: the value cannot be stored.
+        """
+        self._execution.save_progress(value)
+
+    def __repr__(self) -> str:
+        return f"<Context run={self.run_id} flow={self.flow} attempt={self.attempt}>"
+
+
+def current_run() -> Context:
+    """The context of the run executing in this thread.
+
+    Raises:
+        ActorflowError: called outside a run.
+    """
+    ctx = _current.get()
+    if ctx is None:
+        raise ActorflowError("actorflow.current_run() was called outside a run; call it from a flow or a step")
+    return ctx
+
+
+def _set_current(ctx: Context | None) -> contextvars.Token[Context | None]:
+    return _current.set(ctx)
+
+
+def _reset_current(token: contextvars.Token[Context | None]) -> None:
+    _current.reset(token)
+
+
+__all__ = ["Cancelled", "Context", "current_run"]

@@ -1,0 +1,77 @@
+"""RunHandle: what ``start`` returns; the id of a run and the calls that use it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .status import RunStatus, status_table
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+
+class RunHandle:
+    """A handle on one run: its id, and calls to inspect, wait for and cancel it.
+
+    Handles are cheap; ``rt.get_run(id)`` makes one for an id that came from elsewhere.
+    Every call goes to the runtime's actors, so a handle is safe to share between threads.
+
+    Attributes:
+        id: the run id.
+    """
+
+    __slots__ = ("_rt", "id")
+
+    def __init__(self, runtime: Runtime, run_id: str) -> None:
+        self._rt = runtime
+        self.id = run_id
+
+    def status(self) -> RunStatus:
+        """The run's current status.
+
+        Raises:
+            RunNotFound: the run does not exist.
+        """
+        return self._rt.status(self.id)
+
+    def wait(self, timeout: float | None = None) -> RunStatus:
+        """Wait until the run ends and return its final status; never raises for the outcome.
+
+        Args:
+            timeout: seconds to wait at most; None waits for as long as it takes.
+
+        Raises:
+            TimeoutError: the run did not end in time (the run is unaffected).
+        """
+        return self._rt.wait(self.id, timeout=timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the run ends and return its result.
+
+        Args:
+            timeout: seconds to wait at most; None waits for as long as it takes.
+
+        Raises:
+            RunFailed: the flow raised (the original exception is ``__cause__`` when it
+                can be rebuilt).
+            RunCancelled: the run was cancelled.
+            RunTimedOut: the run exceeded its timeout.
+            TimeoutError: the run did not end in time (the run is unaffected).
+        """
+        return self._rt.result(self.id, timeout=timeout)
+
+    def cancel(self) -> bool:
+        """Cancel the run. True if this call cancelled it, False if it had already finished."""
+        return self._rt.cancel(self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunHandle) and other.id == self.id and other._rt is self._rt
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        try:
+            return "RunHandle\n" + status_table([self.status()])
+        except Exception as exc:  # noqa: BLE001 - a repr must not raise
+            return f"<RunHandle {self.id} ({type(exc).__name__}: {exc})>"

@@ -1,0 +1,502 @@
+"""The journal: the SQLite file that holds everything that must survive a crash.
+
+One :class:`Journal` actor owns the only write connection. Writers send it messages
+(:mod:`actorflow.messages`) and it commits them in groups: each write is queued, and the
+first write of a group sends the actor a :class:`~actorflow.messages.Flush` to itself, so
+every write that arrives while a commit is under way goes into the next transaction.
+Only after the commit does it answer the writers' futures and report the changes to the
+registry, so nothing is visible outside before it is durable.
+
+Readers (the registry, :func:`actorflow.inspect`) use connections of their own; the file
+is in WAL mode, so they never block the writer. Tables, readable with the ``sqlite3`` shell:
+
+``runs``
+    one row per run: flow, arguments, state, result or error, progress, timestamps.
+``events``
+    an append-only log of every state transition of every run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pykka
+import sqlite_utils
+
+from . import messages as m
+from ._actor import Actor
+from .errors import ActorflowError, JournalError, RunNotFound
+
+log = logging.getLogger("actorflow")
+
+SCHEMA_VERSION = 1
+UNFINISHED = ("pending", "running", "waiting")
+_UNFINISHED_SQL = "('pending','running','waiting')"
+
+
+# ---------------------------------------------------------------------------- time
+
+
+def now_iso() -> str:
+    """The current UTC time as the fixed-width ISO text stored in the journal."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+
+
+def parse_ts(text: str | None) -> _dt.datetime | None:
+    """Parse a journal timestamp back into a timezone-aware UTC datetime."""
+    if text is None:
+        return None
+    return _dt.datetime.fromisoformat(text)
+
+
+# ---------------------------------------------------------------------------- opening
+
+
+def _describe(path: str, exc: BaseException) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return (
+            f"the journal {path!r} is read-only ({text}); give this process write access to "
+            "the file and its folder, or open it with actorflow.inspect() to read it"
+        )
+    if "locked" in text or "busy" in text:
+        return (
+            f"the journal {path!r} is locked by another connection ({text}); wait for it "
+            "to finish, or raise busy_timeout"
+        )
+    return f"cannot use the journal {path!r}: {text}"
+
+
+def connect(path: str, *, busy_timeout: float, durability: str = "normal") -> sqlite3.Connection:
+    """Open the write connection, create the schema if needed, and check the file is writable.
+
+    Args:
+        path: the SQLite file; created if missing.
+        busy_timeout: seconds to wait for another connection's lock before failing.
+        durability: ``"normal"`` (WAL, synchronous=NORMAL: a commit survives a crash of
+            the process) or ``"full"`` (synchronous=FULL: it also survives power loss).
+
+    Raises:
+        JournalError: the file cannot be opened, is not a journal, is read-only or locked.
+    """
+    if durability not in ("normal", "full"):
+        raise JournalError(f"durability must be 'normal' or 'full', not {durability!r}")
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise JournalError(f"cannot create the journal {path!r}: the folder {str(parent)!r} does not exist")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise JournalError(_describe(path, exc)) from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise JournalError(
+                f"the journal {path!r} cannot be put in WAL mode (it is in {mode!r} mode); "
+                "is it on a network file system?"
+            )
+        conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        conn.execute("BEGIN IMMEDIATE")  # proves the file is writable and not locked
+        try:
+            _create_schema(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except JournalError:
+        conn.close()
+        raise
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise JournalError(f"{path!r} is not an actorflow journal (not a SQLite database)") from exc
+        raise JournalError(_describe(path, exc)) from exc
+    return conn
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    if "meta" not in db.table_names():
+        db["meta"].create({"key": str, "value": str}, pk="key")
+        db["meta"].insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
+    version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if version is None or int(version[0]) > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal was written by a newer actorflow (schema {version and version[0]}); "
+            f"this one reads schema {SCHEMA_VERSION}: upgrade actorflow"
+        )
+    db["runs"].create(
+        {
+            "id": str,
+            "flow": str,
+            "flow_ref": str,
+            "flow_blob": bytes,
+            "codec": str,
+            "args": str,
+            "kwargs": str,
+            "state": str,
+            "result": str,
+            "error": str,
+            "progress": str,
+            "metadata": str,
+            "parent_id": str,
+            "idempotency_key": str,
+            "attempt": int,
+            "cancel_requested": int,
+            "owner": str,
+            "created_at": str,
+            "started_at": str,
+            "completed_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"flow", "flow_ref", "codec", "state", "attempt", "cancel_requested", "created_at"},
+        defaults={"attempt": 0, "cancel_requested": 0},
+        if_not_exists=True,
+    )
+    db["runs"].create_index(["idempotency_key"], unique=True, if_not_exists=True)
+    db["runs"].create_index(["state"], if_not_exists=True)
+    db["runs"].create_index(["parent_id"], if_not_exists=True)
+    db["runs"].create_index(["flow"], if_not_exists=True)
+    db["events"].create(
+        {"seq": int, "run_id": str, "at": str, "kind": str, "detail": str},
+        pk="seq",
+        not_null={"run_id", "at", "kind"},
+        if_not_exists=True,
+    )
+    db["events"].create_index(["run_id"], if_not_exists=True)
+
+
+def connect_reader(path: str, *, read_only: bool = False, busy_timeout: float = 5.0) -> sqlite3.Connection:
+    """Open a connection for reading only.
+
+    Args:
+        path: the journal file.
+        read_only: open with ``mode=ro`` (for a journal another process owns); the file
+            must exist and be a journal.
+        busy_timeout: seconds to wait for a lock.
+
+    Raises:
+        JournalError: the file does not exist or is not an actorflow journal.
+    """
+    if read_only:
+        if not os.path.exists(path):
+            raise JournalError(f"no journal at {path!r}")
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise JournalError(_describe(path, exc)) from exc
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    conn.execute("PRAGMA query_only=1")
+    conn.row_factory = sqlite3.Row
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise JournalError(f"{path!r} is not an actorflow journal ({exc})") from exc
+    if "runs" not in tables:
+        conn.close()
+        raise JournalError(f"{path!r} is not an actorflow journal (it has no runs table)")
+    return conn
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def get_row(conn: sqlite3.Connection, run_id: str) -> m.Row | None:
+    """The ``runs`` row of ``run_id`` as a dict, or None."""
+    row = conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+    return _as_dict(conn, row)
+
+
+def _as_dict(conn: sqlite3.Connection, row: Any) -> m.Row | None:
+    if row is None:
+        return None
+    if isinstance(row, sqlite3.Row):
+        return dict(zip(row.keys(), row))
+    return dict(row)
+
+
+def list_rows(
+    conn: sqlite3.Connection,
+    *,
+    state: str | None = None,
+    flow: str | None = None,
+    parent_id: str | None = None,
+    limit: int = 100,
+) -> list[m.Row]:
+    """Rows of runs matching the filters, newest first."""
+    where, params = [], []
+    if state is not None:
+        where.append("state=?")
+        params.append(state)
+    if flow is not None:
+        where.append("flow=?")
+        params.append(flow)
+    if parent_id is not None:
+        where.append("parent_id=?")
+        params.append(parent_id)
+    sql = "SELECT * FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+    params.append(limit)
+    return [r for r in (_as_dict(conn, row) for row in conn.execute(sql, params)) if r is not None]
+
+
+def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
+    """Number of runs in each state."""
+    return {state: n for state, n in conn.execute("SELECT state, count(*) FROM runs GROUP BY state")}
+
+
+def unfinished_rows(conn: sqlite3.Connection) -> list[m.Row]:
+    """Rows of every run not in a terminal state, oldest first."""
+    conn_rf = conn.row_factory
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(f"SELECT * FROM runs WHERE state IN {_UNFINISHED_SQL} ORDER BY created_at, id").fetchall()
+    finally:
+        conn.row_factory = conn_rf
+    return [dict(zip(r.keys(), r)) for r in rows]
+
+
+def events_of(conn: sqlite3.Connection, run_id: str) -> list[tuple[str, str, str | None]]:
+    """The ``(at, kind, detail)`` transitions of a run, oldest first."""
+    return [tuple(r) for r in conn.execute("SELECT at, kind, detail FROM events WHERE run_id=? ORDER BY seq", (run_id,))]
+
+
+# ---------------------------------------------------------------------------- the actor
+
+_RUN_COLUMNS = (
+    "id", "flow", "flow_ref", "flow_blob", "codec", "args", "kwargs", "state", "metadata",
+    "parent_id", "idempotency_key", "attempt", "cancel_requested", "created_at", "updated_at",
+)  # fmt: skip
+_INSERT_RUN = (
+    f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
+    "ON CONFLICT DO NOTHING"
+)
+_INSERT_EVENT = "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)"
+_FAIL_FAST = (m.InsertRun, m.RequestCancel)
+
+# what an applied write leaves to do after the commit: (result for reply_to, change for the
+# registry or None, (actor, message) to tell or None)
+_Outcome = tuple[Any, "tuple[str, m.Row] | None", "tuple[pykka.ActorRef[Any], Any] | None"]
+
+
+class Journal(Actor):
+    """The single writer of the journal; commits writes in groups.
+
+    Args:
+        conn: the write connection from :func:`connect` (this actor becomes its only user).
+        registry: the registry actor, told of every committed change.
+        path: the file name, for error messages.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, registry: pykka.ActorRef[Any], path: str) -> None:
+        super().__init__()
+        self._conn = conn
+        self._registry = registry
+        self._path = path
+        self._pending: list[Any] = []
+        self._flush_scheduled = False
+        self._failures = 0
+        self._handlers: dict[type, Callable[[Any], _Outcome]] = {
+            m.InsertRun: self._insert_run,
+            m.ClaimRun: self._claim_run,
+            m.SaveProgress: self._save_progress,
+            m.FinishRun: self._finish_run,
+            m.RequestCancel: self._request_cancel,
+        }
+
+    def on_stop(self) -> None:
+        """Commit what is still queued, then close the connection."""
+        if self._pending:
+            self._flush()
+        self._conn.close()
+
+    def handle(self, message: Any) -> Any:
+        """Queue a write (and schedule a flush), flush, or answer a read."""
+        if isinstance(message, m.Flush):
+            self._flush_scheduled = False
+            self._flush()
+            return None
+        if type(message) in self._handlers:
+            self._pending.append(message)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.actor_ref.tell(m.Flush())
+            return None
+        if isinstance(message, m.LoadUnfinished):
+            if self._pending:
+                self._flush()
+            return unfinished_rows(self._conn)
+        return super().handle(message)
+
+    # -- group commit ------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        conn = self._conn
+        outcomes: list[tuple[Any, _Outcome | None, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for msg in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        outcome = self._handlers[type(msg)](msg)
+                    except Exception as exc:  # one bad write must not sink the group
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        if not isinstance(exc, ActorflowError):
+                            log.exception("journal write %r failed", msg)
+                        outcomes.append((msg, None, exc))
+                    else:
+                        conn.execute("RELEASE op")
+                        outcomes.append((msg, outcome, None))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._batch_failed(batch, exc)
+            return
+        self._failures = 0
+        changes = []
+        for msg, outcome, exc in outcomes:
+            reply_to = getattr(msg, "reply_to", None)
+            if exc is not None:
+                if reply_to is not None:
+                    reply_to.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+                continue
+            assert outcome is not None
+            result, change, tell = outcome
+            if reply_to is not None:
+                reply_to.set(result)
+            if change is not None:
+                changes.append(change)
+            if tell is not None:
+                tell[0].tell(tell[1])
+        if changes:
+            self._registry.tell(m.Committed(tuple(changes)))
+
+    def _batch_failed(self, batch: list[Any], exc: sqlite3.Error) -> None:
+        """Fail the writes whose senders wait and can report it; keep the others for a retry."""
+        error = JournalError(_describe(self._path, exc))
+        self._failures += 1
+        keep = []
+        for msg in batch:
+            reply_to = getattr(msg, "reply_to", None)
+            if isinstance(msg, _FAIL_FAST) and reply_to is not None:
+                reply_to.set_exception(exc_info=(JournalError, error, None))
+            else:
+                keep.append(msg)
+        if not keep:
+            return
+        if self._failures > 20:
+            log.error("journal: giving up %d writes after %d failures: %s", len(keep), self._failures, error)
+            for msg in keep:
+                reply_to = getattr(msg, "reply_to", None)
+                if reply_to is not None:
+                    reply_to.set_exception(exc_info=(JournalError, error, None))
+            self._failures = 0
+            return
+        log.warning("journal: commit failed (%s); retrying %d writes", error, len(keep))
+        time.sleep(min(1.0, 0.05 * self._failures))
+        self._pending = keep + self._pending
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.actor_ref.tell(m.Flush())
+
+    # -- the writes --------------------------------------------------------------------
+
+    def _event(self, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
+        self._conn.execute(_INSERT_EVENT, (run_id, at, kind, detail))
+
+    def _returning(self, sql: str, params: Iterable[Any]) -> m.Row | None:
+        cur = self._conn.execute(sql, tuple(params))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row))
+
+    def _insert_run(self, msg: m.InsertRun) -> _Outcome:
+        row = msg.row
+        cur = self._conn.execute(_INSERT_RUN, tuple(row.get(c) for c in _RUN_COLUMNS))
+        if cur.rowcount == 0:  # same id (a replayed child start) or same idempotency key
+            existing = self._conn.execute(
+                "SELECT id FROM runs WHERE id=? OR idempotency_key=?", (row["id"], row["idempotency_key"])
+            ).fetchone()
+            return existing[0], None, None
+        self._event(row["id"], row["created_at"], "created", row["parent_id"] and f'{{"parent_id":"{row["parent_id"]}"}}')
+        tell = (msg.notify, m.RunCommitted(row)) if msg.notify is not None else None
+        return row["id"], (row["id"], row), tell
+
+    def _claim_run(self, msg: m.ClaimRun) -> _Outcome:
+        row = self._returning(
+            "UPDATE runs SET state='running', attempt=attempt+1, started_at=?, owner=?, updated_at=? "
+            f"WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
+            (msg.at, msg.owner, msg.at, msg.run_id),
+        )
+        if row is None:
+            return None, None, None
+        self._event(msg.run_id, msg.at, "started", f'{{"attempt":{row["attempt"]}}}')
+        change = {"state": "running", "attempt": row["attempt"], "started_at": msg.at, "owner": msg.owner}
+        return row, (msg.run_id, change), None
+
+    def _save_progress(self, msg: m.SaveProgress) -> _Outcome:
+        cur = self._conn.execute(
+            f"UPDATE runs SET progress=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL}",
+            (msg.progress, msg.at, msg.run_id),
+        )
+        if cur.rowcount == 0:
+            return None, None, None
+        return None, (msg.run_id, {"progress": msg.progress}), None
+
+    def _finish_run(self, msg: m.FinishRun) -> _Outcome:
+        overridable = msg.state in ("completed", "failed")
+        row = self._returning(
+            "UPDATE runs SET "
+            "state = CASE WHEN cancel_requested=1 AND ? THEN 'cancelled' ELSE ? END, "
+            "result = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
+            "error = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
+            f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
+            (overridable, msg.state, overridable, msg.result, overridable, msg.error, msg.at, msg.at, msg.run_id),
+        )
+        if row is None:
+            return False, None, None
+        self._event(msg.run_id, msg.at, row["state"])
+        return True, (msg.run_id, row), None
+
+    def _request_cancel(self, msg: m.RequestCancel) -> _Outcome:
+        row = self._returning(
+            "UPDATE runs SET cancel_requested=1, updated_at=?, "
+            "state = CASE WHEN state='pending' THEN 'cancelled' ELSE state END, "
+            "completed_at = CASE WHEN state='pending' THEN ? ELSE completed_at END "
+            f"WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
+            (msg.at, msg.at, msg.run_id),
+        )
+        if row is None:
+            exists = self._conn.execute("SELECT 1 FROM runs WHERE id=?", (msg.run_id,)).fetchone()
+            if exists is None:
+                raise RunNotFound(msg.run_id)
+            return False, None, None
+        self._event(msg.run_id, msg.at, "cancel_requested")
+        if row["state"] == "cancelled":
+            self._event(msg.run_id, msg.at, "cancelled")
+            return True, (msg.run_id, row), None
+        return True, (msg.run_id, {"cancel_requested": 1}), None

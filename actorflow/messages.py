@@ -1,0 +1,226 @@
+"""Every message the actors exchange, as frozen dataclasses, grouped by the actor that receives it.
+
+Two of them are public: :class:`StartRun` and :class:`CancelRun` may be sent to
+``rt.supervisor`` by any pykka actor or thread of a service::
+
+    run_id = rt.supervisor.ask(StartRun(greet, args=("ada",)))   # returns once committed
+    rt.supervisor.tell(StartRun(greet, args=("bob",)))          # fire-and-forget
+
+Messages carrying a ``reply_to`` future are answered through it; without one, the
+receiving actor answers the ``ask`` itself (and a ``tell`` gets no answer).
+The rest are internal: they are listed here so that a reader can see, in one place,
+everything that flows caller → supervisor → execution actor → journal → registry → caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+Row = dict[str, Any]
+"""A ``runs`` row as a dict of column values, as the journal stores it."""
+
+# --------------------------------------------------------------------------------------
+# Supervisor (public)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartRun:
+    """Start a run of ``flow`` with ``args``/``kwargs``.
+
+    Sent with ``ask`` the answer is the run id, once the run is committed; sent with
+    ``tell`` the run starts fire-and-forget (an error, such as an unserializable
+    argument, is then logged and nothing is written).
+
+    Attributes:
+        flow: a flow (``@actorflow.flow``) or a plain function taking ``ctx`` first.
+        args: positional arguments for the flow, after ``ctx``.
+        kwargs: keyword arguments for the flow.
+        metadata: a dict stored with the run and shown in its status.
+        idempotency_key: if a run with this key exists, its id is returned instead of
+            starting another run.
+        parent_id: the id of the run that starts this one (set by ``ctx.start``).
+        run_id: the id to give the run (derived for child runs); new if None.
+        reply_to: a future resolved with the run id (or the error) once committed.
+    """
+
+    flow: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+    parent_id: str | None = None
+    run_id: str | None = None
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class CancelRun:
+    """Cancel a run. The answer is True if this request cancelled it, False if it had finished.
+
+    Attributes:
+        run_id: the run to cancel.
+        reply_to: a future resolved with the answer.
+    """
+
+    run_id: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+# --------------------------------------------------------------------------------------
+# Supervisor (internal)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunCommitted:
+    """Journal → supervisor: the run's row is committed; spawn its execution actor."""
+
+    row: Row
+
+
+@dataclass(frozen=True)
+class Recover:
+    """Runtime → supervisor: spawn execution actors for these unfinished runs found at open."""
+
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """Execution actor → supervisor: the actor for this run has finished its work."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Runtime → supervisor: take no more runs; resolve ``reply_to`` when none is executing."""
+
+    reply_to: pykka.Future[Any]
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """Runtime → supervisor: tell every execution actor still running to stop at its next checkpoint."""
+
+
+# --------------------------------------------------------------------------------------
+# Journal (internal): writes are committed in groups; ``reply_to`` is resolved after commit
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InsertRun:
+    """Insert a new run row; answers its id (the existing run's id for a repeated id or idempotency key)."""
+
+    row: Row
+    reply_to: pykka.Future[Any] | None = None
+    notify: pykka.ActorRef[Any] | None = None
+
+
+@dataclass(frozen=True)
+class ClaimRun:
+    """Mark a run ``running`` for a new attempt; answers the updated row, or None if it is finished."""
+
+    run_id: str
+    owner: str
+    at: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class SaveProgress:
+    """Store the latest progress value of a run."""
+
+    run_id: str
+    progress: str | bytes
+    at: str
+
+
+@dataclass(frozen=True)
+class FinishRun:
+    """Move a run to a terminal state, unless it is in one already.
+
+    A run whose cancellation was requested ends ``cancelled`` whatever the flow returned.
+    """
+
+    run_id: str
+    state: str
+    at: str
+    result: str | bytes | None = None
+    error: str | None = None
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class RequestCancel:
+    """Cancel a pending run at once, or record the request for an executing one; answers True/False."""
+
+    run_id: str
+    at: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class LoadUnfinished:
+    """Ask: the rows of every run not in a terminal state, oldest first."""
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Journal → itself: commit every write received so far, as one transaction."""
+
+
+# --------------------------------------------------------------------------------------
+# Registry (internal)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Committed:
+    """Journal → registry: these changes to runs are committed (each a run id and the changed columns)."""
+
+    changes: tuple[tuple[str, Row], ...]
+
+
+@dataclass(frozen=True)
+class Watch:
+    """Resolve ``future`` with the run's final row once the run is in a terminal state."""
+
+    run_id: str
+    future: pykka.Future[Any]
+
+
+@dataclass(frozen=True)
+class Unwatch:
+    """Forget a waiter that gave up (its timeout passed)."""
+
+    run_id: str
+    future: pykka.Future[Any]
+
+
+@dataclass(frozen=True)
+class GetRun:
+    """Ask: the run's current row, or None if there is no such run."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class ListRuns:
+    """Ask: rows of runs matching the filters, newest first."""
+
+    state: str | None = None
+    flow: str | None = None
+    parent_id: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class CountByState:
+    """Ask: a dict of state → number of runs in the journal."""

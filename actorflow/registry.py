@@ -1,0 +1,124 @@
+"""The registry actor: the live state of runs, status queries, and the waiters.
+
+The journal tells the registry of every change it has committed. The registry keeps the
+rows of the runs that are not finished yet, answers status queries from them (and from
+its own read connection to the journal for every other run), and keeps the waiters:
+futures of callers (``run.result()``) and of parent runs that wait for a run to end.
+When the journal reports a run's terminal state, the registry resolves those futures with
+the committed row. Nobody polls.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pykka
+
+from . import journal
+from . import messages as m
+from ._actor import Actor
+from .errors import RunNotFound, RuntimeClosed
+
+_TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out"})
+
+
+class Registry(Actor):
+    """Holds live run state and resolves waiters when runs end.
+
+    Args:
+        path: the journal file (the registry opens its own read connection).
+        busy_timeout: seconds a read waits for a lock.
+    """
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        super().__init__()
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._live: dict[str, m.Row] = {}
+        self._waiters: dict[str, list[pykka.Future[Any]]] = {}
+
+    def on_start(self) -> None:
+        """Open the read connection in the actor's own thread."""
+        self._conn = journal.connect_reader(self._path, busy_timeout=self._busy_timeout)
+
+    def on_stop(self) -> None:
+        """Fail the waiters left (the runtime is closing) and close the connection."""
+        for run_id, futures in self._waiters.items():
+            error = RuntimeClosed(
+                f"the runtime shut down before run {run_id!r} finished; the run stays in the "
+                "journal and resumes when the journal is opened again"
+            )
+            for future in futures:
+                future.set_exception(exc_info=(RuntimeClosed, error, None))
+        self._waiters.clear()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _row(self, run_id: str) -> m.Row | None:
+        live = self._live.get(run_id)
+        if live is not None:
+            return dict(live)
+        assert self._conn is not None
+        return journal.get_row(self._conn, run_id)
+
+    def handle(self, message: Any) -> Any:
+        """Apply committed changes, register waiters, answer queries."""
+        if isinstance(message, m.Committed):
+            self._apply(message.changes)
+        elif isinstance(message, m.Watch):
+            self._watch(message)
+        elif isinstance(message, m.Unwatch):
+            futures = self._waiters.get(message.run_id)
+            if futures is not None and message.future in futures:
+                futures.remove(message.future)
+                if not futures:
+                    del self._waiters[message.run_id]
+        elif isinstance(message, m.GetRun):
+            return self._row(message.run_id)
+        elif isinstance(message, m.ListRuns):
+            assert self._conn is not None
+            return journal.list_rows(
+                self._conn,
+                state=message.state,
+                flow=message.flow,
+                parent_id=message.parent_id,
+                limit=message.limit,
+            )
+        elif isinstance(message, m.CountByState):
+            assert self._conn is not None
+            return journal.count_by_state(self._conn)
+        else:
+            return super().handle(message)
+        return None
+
+    def _apply(self, changes: tuple[tuple[str, m.Row], ...]) -> None:
+        for run_id, change in changes:
+            row = self._live.get(run_id)
+            if row is None:
+                if "flow" not in change:  # a change to a run this registry never saw start
+                    row = journal.get_row(self._conn, run_id) if self._conn is not None else None
+                    if row is None:
+                        continue
+                    if row.get("state") not in _TERMINAL:
+                        self._live[run_id] = row
+                else:
+                    row = dict(change)
+                    self._live[run_id] = row
+            else:
+                row.update(change)
+            if row.get("state") in _TERMINAL:
+                self._live.pop(run_id, None)
+                for future in self._waiters.pop(run_id, ()):
+                    future.set(dict(row))
+
+    def _watch(self, message: m.Watch) -> None:
+        row = self._row(message.run_id)
+        if row is None:
+            error = RunNotFound(message.run_id)
+            message.future.set_exception(exc_info=(RunNotFound, error, None))
+        elif row["state"] in _TERMINAL:
+            message.future.set(row)
+        else:
+            self._waiters.setdefault(message.run_id, []).append(message.future)

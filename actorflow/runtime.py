@@ -1,0 +1,318 @@
+"""Runtime: the object a service creates; it owns the actors and is the entry point for callers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from . import journal
+from . import messages as m
+from ._ids import new_ulid
+from .errors import ActorflowError, RunCancelled, RunFailed, RunNotFound, RunTimedOut, RuntimeClosed
+from .handle import RunHandle
+from .registry import Registry
+from .serialization import JSONSerializer, Serializer, load_error
+from .status import RunList, RunStatus, State, status_from_row
+from .supervisor import Supervisor
+
+log = logging.getLogger("actorflow")
+
+
+class Runtime:
+    """An actorflow runtime on one journal file.
+
+    Creating it opens (or creates) the journal, starts the registry, journal and
+    supervisor actors, and resumes every run a previous process left unfinished.
+    Use it as a context manager, or call :meth:`shutdown`::
+
+        with actorflow.Runtime("actorflow.db") as rt:
+            run = rt.start(greet, "ada")
+            print(run.result(timeout=10))
+
+    Args:
+        path: the SQLite file (created if missing).
+        concurrency: how many runs execute at once; more wait as ``pending``.
+        serializer: how values are stored; the default is tagged JSON with a cloudpickle
+            fallback (:class:`~actorflow.serialization.JSONSerializer`).
+        busy_timeout: seconds a write waits for another connection's lock before failing.
+        durability: ``"normal"`` (a commit survives a crash of the process; the default)
+            or ``"full"`` (it also survives a power cut; each commit costs an fsync).
+        recover: resume the unfinished runs found in the journal (default True).
+
+    Attributes:
+        path: the journal file.
+        supervisor: the supervisor's pykka ``ActorRef`` (send it ``StartRun``/``CancelRun``).
+        registry: the registry's pykka ``ActorRef``.
+        incarnation: a unique id of this runtime, recorded as the owner of the runs it executes.
+
+    Raises:
+        JournalError: the file cannot be opened for writing (read-only, locked, not a journal).
+    """
+
+    def __init__(
+        self,
+        path: str = "actorflow.db",
+        *,
+        concurrency: int = 32,
+        serializer: Serializer | None = None,
+        busy_timeout: float = 5.0,
+        durability: str = "normal",
+        recover: bool = True,
+    ) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+        self.path = str(path)
+        self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self.incarnation = "rt_" + new_ulid()
+        self._closed = False
+        self._lock = threading.Lock()
+        conn = journal.connect(self.path, busy_timeout=busy_timeout, durability=durability)
+        try:
+            reader = journal.connect_reader(self.path, busy_timeout=busy_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        reader.close()
+        self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout)
+        self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path)
+        self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
+            self._journal, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0
+        )
+        if recover:
+            rows = self._journal.ask(m.LoadUnfinished())
+            if rows:
+                log.info("actorflow: resuming %d unfinished runs from %s", len(rows), self.path)
+                self.supervisor.tell(m.Recover(tuple(rows)))
+
+    # -- starting ---------------------------------------------------------------------
+
+    def start(self, flow: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RunHandle:
+        """Start a run of ``flow`` and return its handle once the run is committed.
+
+        The flow executes in the background; the handle's id can be stored and used
+        later, from any thread or after a restart. Per-run options (metadata,
+        idempotency key) are set on the flow: ``rt.start(flow.options(...), *args)``.
+
+        Args:
+            flow: a flow (``@actorflow.flow``) or a plain function taking ``ctx`` first.
+            *args: positional arguments for the flow (stored by value).
+            **kwargs: keyword arguments for the flow (stored by value).
+
+        Raises:
+            SerializationError: an argument cannot be stored (it is named; nothing is written).
+            RuntimeClosed: the runtime was shut down.
+            JournalError: the journal could not be written (nothing is written).
+        """
+        return RunHandle(self, self._start(m.StartRun(flow, args, kwargs)))
+
+    def _start(self, message: m.StartRun) -> str:
+        self._check_open()
+        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        try:
+            self.supervisor.tell(
+                m.StartRun(
+                    message.flow,
+                    tuple(message.args),
+                    message.kwargs,
+                    metadata=message.metadata,
+                    idempotency_key=message.idempotency_key,
+                    parent_id=message.parent_id,
+                    run_id=message.run_id,
+                    reply_to=future,
+                )
+            )
+        except pykka.ActorDeadError:
+            raise RuntimeClosed("the runtime was shut down; create a new Runtime to start runs") from None
+        run_id: str = self._await(future, self.supervisor)
+        return run_id
+
+    # -- finding ----------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunHandle:
+        """A handle for a run id that came from elsewhere.
+
+        Raises:
+            RunNotFound: there is no such run in this journal.
+        """
+        self._row(run_id)
+        return RunHandle(self, run_id)
+
+    def status(self, run_id: str) -> RunStatus:
+        """The current status of a run.
+
+        Raises:
+            RunNotFound: there is no such run in this journal.
+            CorruptRecord: the run's row cannot be decoded.
+        """
+        return status_from_row(self._row(run_id), self.serializer)
+
+    def list_runs(
+        self,
+        state: str | State | None = None,
+        flow: str | Callable[..., Any] | None = None,
+        parent: str | None = None,
+        limit: int = 100,
+    ) -> RunList:
+        """Statuses of runs, newest first; prints as a table.
+
+        Args:
+            state: only runs in this state.
+            flow: only runs of this flow (a name, or the flow itself).
+            parent: only the children of this run id.
+            limit: at most this many.
+        """
+        self._check_open()
+        if state is not None:
+            state = State(state).value
+        if flow is not None and not isinstance(flow, str):
+            from .flows import flow_name
+
+            flow = flow_name(flow)
+        rows = self._ask(self.registry, m.ListRuns(state=state, flow=flow, parent_id=parent, limit=limit))
+        return RunList(status_from_row(r, self.serializer) for r in rows)
+
+    def _row(self, run_id: str) -> m.Row:
+        self._check_open()
+        if not isinstance(run_id, str):
+            raise TypeError(f"a run id is a str, not {type(run_id).__name__}")
+        row = self._ask(self.registry, m.GetRun(run_id))
+        if row is None:
+            raise RunNotFound(run_id)
+        return row  # type: ignore[no-any-return]
+
+    # -- waiting ----------------------------------------------------------------------
+
+    def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
+        """Wait until a run ends and return its final status (see :meth:`RunHandle.wait`)."""
+        return status_from_row(self._wait_row(run_id, timeout), self.serializer)
+
+    def result(self, run_id: str, timeout: float | None = None) -> Any:
+        """Wait until a run ends and return its result (see :meth:`RunHandle.result`)."""
+        row = self._wait_row(run_id, timeout)
+        status = status_from_row(row, self.serializer)
+        if status.state is State.COMPLETED:
+            return status.result
+        if status.state is State.CANCELLED:
+            raise RunCancelled(f"run {run_id} was cancelled", run_id=run_id)
+        cause = None
+        if row.get("error") is not None:
+            cause = load_error(row["error"])[1]
+        if status.state is State.TIMED_OUT:
+            raise RunTimedOut(f"run {run_id} timed out: {status.error}", run_id=run_id) from cause
+        raise RunFailed(f"run {run_id} ({status.flow}) failed: {status.error}", run_id=run_id, error=status.error) from cause
+
+    def _wait_row(self, run_id: str, timeout: float | None) -> m.Row:
+        self._check_open()
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        self._tell(self.registry, m.Watch(run_id, future))
+        try:
+            return future.get(timeout=timeout)  # type: ignore[no-any-return]
+        except pykka.Timeout:
+            try:
+                self.registry.tell(m.Unwatch(run_id, future))
+            except pykka.ActorDeadError:
+                pass
+            raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running") from None
+
+    # -- cancelling -------------------------------------------------------------------
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run: at once if pending, at its next checkpoint if executing.
+
+        Returns:
+            True if this call cancelled the run, False if it had already finished
+            (a finished run is never changed).
+
+        Raises:
+            RunNotFound: there is no such run in this journal.
+        """
+        self._check_open()
+        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        self._tell(self.supervisor, m.CancelRun(run_id, reply_to=future))
+        return bool(self._await(future, self.supervisor))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeClosed(f"the runtime on {self.path!r} was shut down; create a new Runtime to use the journal")
+
+    def _tell(self, ref: pykka.ActorRef[Any], message: Any) -> None:
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            raise RuntimeClosed(f"the runtime on {self.path!r} was shut down") from None
+
+    def _await(self, future: pykka.Future[Any], ref: pykka.ActorRef[Any]) -> Any:
+        """Wait for an answer to a message sent to ``ref``, failing if the runtime stops meanwhile."""
+        while True:
+            try:
+                return future.get(timeout=1.0)
+            except pykka.Timeout:
+                if not ref.is_alive():
+                    raise RuntimeClosed(f"the runtime on {self.path!r} was shut down") from None
+
+    def _ask(self, ref: pykka.ActorRef[Any], message: Any) -> Any:
+        try:
+            return ref.ask(message)
+        except pykka.ActorDeadError:
+            raise RuntimeClosed(f"the runtime on {self.path!r} was shut down") from None
+
+    def shutdown(self, timeout: float | None = 10.0) -> None:
+        """Stop the runtime: no new starts, give executing runs ``timeout`` seconds, stop the actors.
+
+        Runs that have not finished by then are told to stop at their next checkpoint
+        and stay unfinished in the journal; the next runtime on the file resumes them.
+        Calling it again does nothing.
+
+        Args:
+            timeout: seconds to let executing runs finish; None waits for all of them.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        drained: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        try:
+            self.supervisor.tell(m.Drain(drained))
+            try:
+                drained.get(timeout=timeout)
+            except pykka.Timeout:
+                self.supervisor.tell(m.Abandon())
+                try:  # flows stop at their next checkpoint; waits for journal answers give up
+                    drained.get(timeout=2.0)
+                except pykka.Timeout:
+                    log.warning("actorflow: some flows did not reach a checkpoint; their threads are left to end")
+        finally:
+            for ref in (self.supervisor, self._journal, self.registry):
+                try:
+                    ref.stop(block=True, timeout=30)
+                except pykka.ActorDeadError:
+                    pass
+
+    def close(self) -> None:
+        """Same as :meth:`shutdown` with its default timeout."""
+        self.shutdown()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"<Runtime {self.path!r} (shut down)>"
+        try:
+            counts = self._ask(self.registry, m.CountByState())
+        except ActorflowError:
+            counts = {}
+        order = [s.value for s in State]
+        text = ", ".join(f"{s} {counts[s]}" for s in order if counts.get(s))
+        return f"<Runtime {self.path!r}: {text or 'no runs'}>"

@@ -1,0 +1,208 @@
+"""What a run looks like from outside: its state, its status record, and tables for the REPL."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .serialization import ErrorInfo
+
+
+class State(str, enum.Enum):
+    """The states of a run. ``completed``, ``failed``, ``cancelled`` and ``timed_out`` are terminal."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        """True for a state that never changes again."""
+        return self in TERMINAL_STATES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL_STATES = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMED_OUT})
+UNFINISHED_STATES = frozenset({State.PENDING, State.RUNNING, State.WAITING})
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A snapshot of one run, as committed in the journal.
+
+    Attributes:
+        id: the run id.
+        flow: the flow's name.
+        state: the run's :class:`State`.
+        result: the return value once ``completed``, else None.
+        error: type, message and traceback text once ``failed``/``timed_out``, else None.
+        created_at: when ``start`` committed the run (timezone-aware UTC).
+        started_at: when the current attempt started executing, or None.
+        completed_at: when the run reached its terminal state, or None.
+        progress: the latest value passed to ``ctx.progress``, or None.
+        parent_id: the id of the run that started this one, or None.
+        attempt: how many times execution of the run has started (0 while pending).
+        metadata: the dict given at start (``flow.options(metadata=...)``).
+        cancel_requested: True once a cancellation was asked for and accepted.
+    """
+
+    id: str
+    flow: str
+    state: State
+    result: Any = None
+    error: ErrorInfo | None = None
+    created_at: _dt.datetime | None = None
+    started_at: _dt.datetime | None = None
+    completed_at: _dt.datetime | None = None
+    progress: Any = None
+    parent_id: str | None = None
+    attempt: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    cancel_requested: bool = False
+
+    @property
+    def done(self) -> bool:
+        """True when the run is in a terminal state."""
+        return self.state in TERMINAL_STATES
+
+    def __repr__(self) -> str:
+        rows = [
+            ("id", self.id),
+            ("flow", self.flow),
+            ("state", self.state.value),
+            ("attempt", str(self.attempt)),
+            ("created_at", _fmt_time(self.created_at)),
+            ("started_at", _fmt_time(self.started_at)),
+            ("completed_at", _fmt_time(self.completed_at)),
+        ]
+        if self.parent_id:
+            rows.append(("parent_id", self.parent_id))
+        if self.metadata:
+            rows.append(("metadata", _short(self.metadata, 60)))
+        if self.progress is not None:
+            rows.append(("progress", _short(self.progress, 60)))
+        if self.state is State.COMPLETED:
+            rows.append(("result", _short(self.result, 60)))
+        if self.error is not None:
+            rows.append(("error", _short(str(self.error), 60)))
+        width = max(len(k) for k, _ in rows)
+        return "RunStatus\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _fmt_time(value: _dt.datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _short(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Return ``rows`` as a plain-text table with ``headers``, columns padded to fit."""
+    body = [list(r) for r in rows]
+    widths = [len(h) for h in headers]
+    for row in body:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
+    return "\n".join(lines)
+
+
+def status_table(statuses: Iterable[RunStatus]) -> str:
+    """Return a table of run statuses, one line each: id, flow, state, times, and outcome."""
+    rows = []
+    for s in statuses:
+        if s.state is State.COMPLETED:
+            outcome = _short(s.result, 40)
+        elif s.error is not None:
+            outcome = _short(str(s.error), 40)
+        elif s.progress is not None:
+            outcome = "progress " + _short(s.progress, 31)
+        else:
+            outcome = ""
+        rows.append(
+            (s.id, s.flow, s.state.value, str(s.attempt), _fmt_time(s.created_at), _fmt_time(s.completed_at), outcome)
+        )
+    return format_table(("id", "flow", "state", "attempt", "created_at", "completed_at", "result/error"), rows)
+
+
+class RunList(list[RunStatus]):
+    """A list of :class:`RunStatus` that prints as a table in the REPL."""
+
+    def __repr__(self) -> str:
+        if not self:
+            return "RunList (no runs)"
+        return status_table(self)
+
+
+def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
+    """Build a :class:`RunStatus` from a ``runs`` row, decoding its stored values.
+
+    Raises:
+        CorruptRecord: a column cannot be decoded (the row was edited or damaged).
+    """
+    from .errors import CorruptRecord
+    from .journal import parse_ts
+    from .serialization import load_error
+
+    run_id = row.get("id", "?")
+    codec = getattr(serializer, "name", None)
+    if row.get("codec") is not None and codec is not None and row["codec"] != codec:
+        raise CorruptRecord(
+            run_id, "codec", f"written with serializer {row['codec']!r}, read with {codec!r}; open the runtime with the same serializer"
+        )
+
+    def load(column: str) -> Any:
+        data = row.get(column)
+        if data is None:
+            return None
+        try:
+            return serializer.loads(data)
+        except Exception as exc:
+            raise CorruptRecord(run_id, column, str(exc)) from exc
+
+    try:
+        state = State(row["state"])
+    except (KeyError, ValueError) as exc:
+        raise CorruptRecord(run_id, "state", f"unknown state {row.get('state')!r}") from exc
+    error = None
+    if row.get("error") is not None:
+        try:
+            error = load_error(row["error"])[0]
+        except Exception as exc:
+            raise CorruptRecord(run_id, "error", str(exc)) from exc
+    try:
+        created, started, completed = (parse_ts(row.get(c)) for c in ("created_at", "started_at", "completed_at"))
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecord(run_id, "created_at/started_at/completed_at", str(exc)) from exc
+    metadata = load("metadata")
+    return RunStatus(
+        id=run_id,
+        flow=row.get("flow") or "?",
+        state=state,
+        result=load("result") if state is State.COMPLETED else None,
+        error=error,
+        created_at=created,
+        started_at=started,
+        completed_at=completed,
+        progress=load("progress"),
+        parent_id=row.get("parent_id"),
+        attempt=int(row.get("attempt") or 0),
+        metadata=metadata if isinstance(metadata, dict) else {},
+        cancel_requested=bool(row.get("cancel_requested")),
+    )

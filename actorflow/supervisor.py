@@ -1,0 +1,183 @@
+"""The supervisor actor: starts runs, spawns their execution actors, limits concurrency.
+
+It receives :class:`~actorflow.messages.StartRun` from ``Runtime.start`` or from any
+other actor of the service, turns it into a row (serializing the arguments: a value that
+cannot be stored is refused here, with the argument named, and nothing is written), and
+hands the row to the journal. Once the journal has committed the row it tells the
+supervisor (:class:`~actorflow.messages.RunCommitted`), which spawns one
+:class:`~actorflow.execution.Execution` actor per run, or queues the run while the
+concurrency limit is reached. At open it is given the runs a previous process left
+unfinished and spawns them the same way.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Any
+
+import pykka
+
+from . import messages as m
+from ._actor import Actor
+from ._ids import new_run_id
+from .context import RunControl
+from .errors import RuntimeClosed, SerializationError
+from .execution import Execution
+from .flows import flow_name, run_options
+from .journal import now_iso
+from .serialization import Serializer, describe_unserializable, flow_reference
+
+log = logging.getLogger("actorflow")
+
+
+class Supervisor(Actor):
+    """Spawns and limits execution actors.
+
+    Args:
+        journal: the journal actor.
+        serializer: serializes arguments, metadata and results.
+        concurrency: how many runs may execute at once; more wait as ``pending``.
+        owner: the runtime's incarnation id.
+        answer_timeout: how long an ``ask`` without ``reply_to`` waits for the journal.
+    """
+
+    def __init__(
+        self,
+        journal: pykka.ActorRef[Any],
+        serializer: Serializer,
+        concurrency: int,
+        owner: str,
+        answer_timeout: float,
+    ) -> None:
+        super().__init__()
+        self._journal = journal
+        self._serializer = serializer
+        self._concurrency = concurrency
+        self._owner = owner
+        self._answer_timeout = answer_timeout
+        self._running: dict[str, RunControl] = {}
+        self._ready: collections.deque[m.Row] = collections.deque()
+        self._closing = False
+        self._drained: list[pykka.Future[Any]] = []
+
+    def handle(self, message: Any) -> Any:
+        """Dispatch one message."""
+        if isinstance(message, m.StartRun):
+            return self._answer(message.reply_to, self._start, message)
+        if isinstance(message, m.CancelRun):
+            return self._answer(message.reply_to, self._cancel, message)
+        if isinstance(message, m.RunCommitted):
+            self._admit(message.row)
+        elif isinstance(message, m.Recover):
+            for row in message.rows:
+                self._admit(row)
+        elif isinstance(message, m.RunEnded):
+            self._running.pop(message.run_id, None)
+            while self._ready and len(self._running) < self._concurrency and not self._closing:
+                self._spawn(self._ready.popleft())
+            self._check_drained()
+        elif isinstance(message, m.Drain):
+            self._closing = True
+            self._drained.append(message.reply_to)
+            self._check_drained()
+        elif isinstance(message, m.Abandon):
+            for control in self._running.values():
+                control.abandon.set()
+        else:
+            return super().handle(message)
+        return None
+
+    def _answer(self, reply_to: pykka.Future[Any] | None, fn: Any, message: Any) -> Any:
+        """Run ``fn`` with a reply future: the caller's, or one waited on here for an ``ask``."""
+        future = reply_to if reply_to is not None else pykka.ThreadingFuture()
+        try:
+            fn(message, future)
+        except Exception as exc:
+            if reply_to is None:
+                raise
+            reply_to.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+            return None
+        if reply_to is None:
+            try:
+                return future.get(timeout=self._answer_timeout)
+            except pykka.Timeout:
+                raise TimeoutError(f"the journal did not answer within {self._answer_timeout}s") from None
+        return None
+
+    # -- start ------------------------------------------------------------------------
+
+    def _start(self, msg: m.StartRun, reply_to: pykka.Future[Any]) -> None:
+        if self._closing:
+            raise RuntimeClosed("the runtime is shutting down and starts no new runs")
+        self._journal.tell(m.InsertRun(self._row(msg), reply_to=reply_to, notify=self.actor_ref))
+
+    def _row(self, msg: m.StartRun) -> m.Row:
+        fn = msg.flow
+        if not callable(fn):
+            raise TypeError(f"a run needs a flow (a function taking ctx first), not {fn!r}")
+        options = run_options(fn)
+        metadata = msg.metadata if msg.metadata is not None else options.get("metadata")
+        key = msg.idempotency_key if msg.idempotency_key is not None else options.get("idempotency_key")
+        ref, blob = flow_reference(fn)
+        dumps = self._serializer.dumps
+        try:
+            args = dumps(list(msg.args))
+            kwargs = dumps(dict(msg.kwargs))
+        except Exception as exc:
+            named = [(f"args[{i}]", v) for i, v in enumerate(msg.args)]
+            named += [(f"kwargs[{k!r}]", v) for k, v in msg.kwargs.items()]
+            raise describe_unserializable(self._serializer, named) or SerializationError(
+                f"the arguments cannot be serialized: {exc}"
+            ) from exc
+        try:
+            meta = dumps(dict(metadata)) if metadata else None
+        except Exception as exc:
+            raise SerializationError(f"the run's metadata cannot be serialized: {exc}", argument="metadata") from exc
+        at = now_iso()
+        return {
+            "id": msg.run_id or new_run_id(),
+            "flow": flow_name(fn),
+            "flow_ref": ref,
+            "flow_blob": blob,
+            "codec": getattr(self._serializer, "name", type(self._serializer).__name__),
+            "args": args,
+            "kwargs": kwargs,
+            "state": "pending",
+            "metadata": meta,
+            "parent_id": msg.parent_id,
+            "idempotency_key": key,
+            "attempt": 0,
+            "cancel_requested": 0,
+            "created_at": at,
+            "updated_at": at,
+        }
+
+    # -- cancel -----------------------------------------------------------------------
+
+    def _cancel(self, msg: m.CancelRun, reply_to: pykka.Future[Any]) -> None:
+        control = self._running.get(msg.run_id)
+        if control is not None:  # lets the flow notice at once; the journal has the last word
+            control.cancel.set()
+        self._journal.tell(m.RequestCancel(msg.run_id, now_iso(), reply_to=reply_to))
+
+    # -- execution actors -------------------------------------------------------------
+
+    def _admit(self, row: m.Row) -> None:
+        if self._closing or row["id"] in self._running:
+            return
+        if len(self._running) < self._concurrency:
+            self._spawn(row)
+        else:
+            self._ready.append(row)
+
+    def _spawn(self, row: m.Row) -> None:
+        control = RunControl()
+        self._running[row["id"]] = control
+        Execution.start(row, self._journal, self.actor_ref, self._serializer, control, self._owner)
+
+    def _check_drained(self) -> None:
+        if self._closing and not self._running:
+            for future in self._drained:
+                future.set(None)
+            self._drained.clear()
