@@ -18,8 +18,12 @@ from pykka._envelope import Envelope  # noqa: PLC2701 - pykka's documented inbox
 log = logging.getLogger("actorflow")
 
 
-class _Inbox(queue.Queue[Envelope[Any]]):
-    """A pykka inbox that keeps the envelope being handled, to tell asks from tells."""
+class _Inbox(queue.SimpleQueue[Envelope[Any]]):
+    """A pykka inbox that keeps the envelope being handled, to tell asks from tells.
+
+    It is a ``SimpleQueue`` (implemented in C) rather than pykka's default ``Queue``,
+    which is several times slower per message; the inbox only needs put, get and empty.
+    """
 
     current: Envelope[Any] | None = None
 

@@ -18,11 +18,7 @@ _last_rand = 0
 
 
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return "".join([_ALPHABET[(value >> shift) & 31] for shift in range(5 * (length - 1), -1, -5)])
 
 
 def new_ulid() -> str:

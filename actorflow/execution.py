@@ -17,7 +17,9 @@ from typing import Any
 import pykka
 
 from . import messages as m
+from ._future import Reply
 from ._actor import Actor
+from ._pool import WorkerPool
 from .context import Abandoned, Context, RunControl, _reset_current, _set_current
 from .errors import Cancelled, SerializationError
 from .journal import now_iso, parse_ts
@@ -38,6 +40,9 @@ class Execution(Actor):
         serializer: the runtime's serializer.
         control: the flags shared with the supervisor (cancel, abandon).
         owner: the incarnation id of the runtime, recorded as the run's owner.
+        pool: the worker threads the actor's loop runs on.
+        inserted: for a run admitted as it was started, the future of its insert: the
+            actor waits for the commit before doing anything. None for a committed run.
     """
 
     def __init__(
@@ -48,8 +53,12 @@ class Execution(Actor):
         serializer: Serializer,
         control: RunControl,
         owner: str,
+        pool: WorkerPool,
+        inserted: pykka.Future[Any] | None = None,
     ) -> None:
         super().__init__()
+        self._pool = pool
+        self._inserted = inserted
         self.row = row
         self.run_id: str = row["id"]
         self.journal = journal
@@ -57,6 +66,10 @@ class Execution(Actor):
         self.serializer = serializer
         self.control = control
         self.owner = owner
+
+    def _start_actor_loop(self) -> None:
+        # pykka's extension point for actor types: run the loop on a pool thread.
+        self._pool.submit(self._actor_loop)
 
     def on_start(self) -> None:
         """Do the whole run, then report and stop."""
@@ -116,11 +129,21 @@ class Execution(Actor):
     def _execute(self) -> None:
         if self.control.abandon.is_set():
             return
-        claim: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-        self.send(m.ClaimRun(self.run_id, self.owner, now_iso(), reply_to=claim))
-        row = self.await_(claim)
-        if row is None:  # finished (for instance cancelled while pending) before it could start
-            return
+        if self._inserted is not None:
+            # admitted at start: the row was inserted as running; wait for its commit
+            try:
+                run_id = self.await_(self._inserted)
+            except Exception:  # the caller of start() gets the error; nothing was written
+                return
+            if run_id != self.run_id:  # an idempotent repeat: the run exists already
+                return
+            row = self.row
+        else:
+            claim: Reply[Any] = Reply()
+            self.send(m.ClaimRun(self.run_id, self.owner, now_iso(), reply_to=claim))
+            row = self.await_(claim)
+            if row is None:  # finished (for instance cancelled while pending) before it could start
+                return
         if row["cancel_requested"]:
             self.control.cancel.set()
             self.finish("cancelled")

@@ -22,6 +22,7 @@ import datetime as _dt
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -276,11 +277,57 @@ def events_of(conn: sqlite3.Connection, run_id: str) -> list[tuple[str, str, str
     return [tuple(r) for r in conn.execute("SELECT at, kind, detail FROM events WHERE run_id=? ORDER BY seq", (run_id,))]
 
 
+# ---------------------------------------------------------------------------- checkpoints
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file on a thread of its own.
+
+    SQLite's automatic checkpoint runs inside whichever commit crosses the threshold and
+    makes that commit (and every start waiting on it) take milliseconds. The journal turns
+    it off and instead wakes this thread every few commits; a PASSIVE checkpoint on a
+    separate connection runs beside the writer (sqlite releases the GIL meanwhile).
+
+    Args:
+        path: the journal file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="actorflow-checkpointer", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        """Ask for a checkpoint soon."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:  # a busy checkpoint is retried at the next request
+                log.debug("checkpoint skipped: %s", exc)
+        self._conn.close()
+
+    def stop(self) -> None:
+        """Stop the thread and close its connection."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+
 # ---------------------------------------------------------------------------- the actor
 
 _RUN_COLUMNS = (
     "id", "flow", "flow_ref", "flow_blob", "codec", "args", "kwargs", "state", "metadata",
-    "parent_id", "idempotency_key", "attempt", "cancel_requested", "created_at", "updated_at",
+    "parent_id", "idempotency_key", "attempt", "cancel_requested", "owner", "created_at", "started_at",
+    "updated_at",
 )  # fmt: skip
 _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
@@ -311,6 +358,8 @@ class Journal(Actor):
         self._pending: list[Any] = []
         self._flush_scheduled = False
         self._failures = 0
+        self._commits = 0
+        self._checkpointer: Checkpointer | None = None
         self._handlers: dict[type, Callable[[Any], _Outcome]] = {
             m.InsertRun: self._insert_run,
             m.ClaimRun: self._claim_run,
@@ -319,10 +368,21 @@ class Journal(Actor):
             m.RequestCancel: self._request_cancel,
         }
 
+    def on_start(self) -> None:
+        """Take over checkpointing from SQLite's automatic one."""
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = Checkpointer(self._path)
+
     def on_stop(self) -> None:
-        """Commit what is still queued, then close the connection."""
+        """Commit what is still queued, checkpoint the WAL, then close the connection."""
         if self._pending:
             self._flush()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # a reader in another process holds the WAL: fine
+            log.debug("final checkpoint skipped: %s", exc)
         self._conn.close()
 
     def handle(self, message: Any) -> Any:
@@ -376,6 +436,9 @@ class Journal(Actor):
             self._batch_failed(batch, exc)
             return
         self._failures = 0
+        self._commits += 1
+        if self._commits % 64 == 0 and self._checkpointer is not None:
+            self._checkpointer.request()
         changes = []
         for msg, outcome, exc in outcomes:
             reply_to = getattr(msg, "reply_to", None)
@@ -443,6 +506,8 @@ class Journal(Actor):
             ).fetchone()
             return existing[0], None, None
         self._event(row["id"], row["created_at"], "created", row["parent_id"] and f'{{"parent_id":"{row["parent_id"]}"}}')
+        if row["state"] == "running":
+            self._event(row["id"], row["created_at"], "started", '{"attempt":1}')
         tell = (msg.notify, m.RunCommitted(row)) if msg.notify is not None else None
         return row["id"], (row["id"], row), tell
 

@@ -11,6 +11,7 @@ import pykka
 
 from . import journal
 from . import messages as m
+from ._future import Reply
 from ._ids import new_ulid
 from .errors import ActorflowError, RunCancelled, RunFailed, RunNotFound, RunTimedOut, RuntimeClosed
 from .handle import RunHandle
@@ -111,7 +112,7 @@ class Runtime:
 
     def _start(self, message: m.StartRun) -> str:
         self._check_open()
-        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        future: Reply[Any] = Reply()
         try:
             self.supervisor.tell(
                 m.StartRun(
@@ -209,7 +210,7 @@ class Runtime:
         self._check_open()
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        future: Reply[Any] = Reply()
         self._tell(self.registry, m.Watch(run_id, future))
         try:
             return future.get(timeout=timeout)  # type: ignore[no-any-return]
@@ -233,7 +234,7 @@ class Runtime:
             RunNotFound: there is no such run in this journal.
         """
         self._check_open()
-        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        future: Reply[Any] = Reply()
         self._tell(self.supervisor, m.CancelRun(run_id, reply_to=future))
         return bool(self._await(future, self.supervisor))
 
@@ -278,7 +279,7 @@ class Runtime:
             if self._closed:
                 return
             self._closed = True
-        drained: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        drained: Reply[Any] = Reply()
         try:
             self.supervisor.tell(m.Drain(drained))
             try:

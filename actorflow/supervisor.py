@@ -19,8 +19,10 @@ from typing import Any
 import pykka
 
 from . import messages as m
+from ._future import Reply
 from ._actor import Actor
 from ._ids import new_run_id
+from ._pool import WorkerPool
 from .context import RunControl
 from .errors import RuntimeClosed, SerializationError
 from .execution import Execution
@@ -60,6 +62,11 @@ class Supervisor(Actor):
         self._ready: collections.deque[m.Row] = collections.deque()
         self._closing = False
         self._drained: list[pykka.Future[Any]] = []
+        self._pool = WorkerPool(concurrency, name="actorflow-run")
+
+    def on_stop(self) -> None:
+        """Let the worker threads go once their runs have stopped."""
+        self._pool.shutdown(timeout=1.0)
 
     def handle(self, message: Any) -> Any:
         """Dispatch one message."""
@@ -90,7 +97,7 @@ class Supervisor(Actor):
 
     def _answer(self, reply_to: pykka.Future[Any] | None, fn: Any, message: Any) -> Any:
         """Run ``fn`` with a reply future: the caller's, or one waited on here for an ``ask``."""
-        future = reply_to if reply_to is not None else pykka.ThreadingFuture()
+        future = reply_to if reply_to is not None else Reply()
         try:
             fn(message, future)
         except Exception as exc:
@@ -110,7 +117,15 @@ class Supervisor(Actor):
     def _start(self, msg: m.StartRun, reply_to: pykka.Future[Any]) -> None:
         if self._closing:
             raise RuntimeClosed("the runtime is shutting down and starts no new runs")
-        self._journal.tell(m.InsertRun(self._row(msg), reply_to=reply_to, notify=self.actor_ref))
+        row = self._row(msg)
+        if len(self._running) < self._concurrency and row["id"] not in self._running:
+            # a free slot: insert the run as already running and spawn its actor now; the
+            # actor waits for the insert's commit before it does anything
+            row.update(state="running", attempt=1, started_at=row["created_at"], owner=self._owner)
+            self._journal.tell(m.InsertRun(row, reply_to=reply_to))
+            self._spawn(row, inserted=reply_to)
+        else:
+            self._journal.tell(m.InsertRun(row, reply_to=reply_to, notify=self.actor_ref))
 
     def _row(self, msg: m.StartRun) -> m.Row:
         fn = msg.flow
@@ -171,10 +186,10 @@ class Supervisor(Actor):
         else:
             self._ready.append(row)
 
-    def _spawn(self, row: m.Row) -> None:
+    def _spawn(self, row: m.Row, inserted: pykka.Future[Any] | None = None) -> None:
         control = RunControl()
         self._running[row["id"]] = control
-        Execution.start(row, self._journal, self.actor_ref, self._serializer, control, self._owner)
+        Execution.start(row, self._journal, self.actor_ref, self._serializer, control, self._owner, self._pool, inserted)
 
     def _check_drained(self) -> None:
         if self._closing and not self._running:

@@ -1,0 +1,73 @@
+"""Reply: a lighter pykka future for the answers actorflow's actors send each other.
+
+pykka's ``ThreadingFuture`` waits on a ``threading.Condition``, which allocates a lock
+for every wait. A reply is set once and read by one or a few threads, so a single lock
+held from creation until the value is set does the same job for a fraction of the cost
+on the hot paths (start, step checkpoints). It is a real :class:`pykka.Future`: it can
+be passed wherever one is expected, and set from any thread.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+from typing import Any, TypeVar
+
+import pykka
+from pykka._types import OptExcInfo  # noqa: PLC2701
+
+T = TypeVar("T")
+
+
+class Reply(pykka.Future[T]):
+    """A future set exactly once; any number of threads may ``get`` it."""
+
+    __slots__ = ("_exc", "_lock", "_set", "_value")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self._set = False
+        self._value: Any = None
+        self._exc: BaseException | None = None
+
+    def get(self, *, timeout: float | None = None) -> T:
+        """Wait for the value and return it (or raise the exception that was set).
+
+        Raises:
+            pykka.Timeout: ``timeout`` seconds passed first.
+        """
+        if not self._set:
+            if not self._lock.acquire(True, -1 if timeout is None else max(timeout, 0)):
+                raise pykka.Timeout(f"{timeout} seconds")
+            self._lock.release()  # let the next waiter through
+        if self._exc is not None:
+            raise self._exc
+        return self._value  # type: ignore[no-any-return]
+
+    def set(self, value: T | None = None) -> None:
+        """Set the value and wake the waiters."""
+        if self._set:
+            raise RuntimeError("a Reply can be set only once")
+        self._value = value
+        self._set = True
+        self._lock.release()
+
+    def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
+        """Set an exception (``sys.exc_info()`` by default) and wake the waiters."""
+        if self._set:
+            raise RuntimeError("a Reply can be set only once")
+        info = exc_info if exc_info is not None else sys.exc_info()
+        exc = info[1] if info[1] is not None else (info[0]() if info[0] is not None else RuntimeError("unknown error"))
+        self._exc = exc
+        self._set = True
+        self._lock.release()
+
+    @property
+    def done(self) -> bool:
+        """True once a value or an exception is set."""
+        return self._set
+
+    def __repr__(self) -> str:
+        return f"<Reply {'set' if self._set else 'pending'}>"
