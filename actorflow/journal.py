@@ -90,8 +90,11 @@ def connect(path: str, *, busy_timeout: float, durability: str = "normal") -> sq
     if durability not in ("normal", "full"):
         raise JournalError(f"durability must be 'normal' or 'full', not {durability!r}")
     parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise JournalError(f"cannot create the journal {path!r}: the folder {str(parent)!r} does not exist")
+    try:
+        if not parent.is_dir():
+            raise JournalError(f"cannot create the journal {path!r}: the folder {str(parent)!r} does not exist")
+    except OSError as exc:
+        raise JournalError(f"cannot reach the journal {path!r}: {exc}; check the folder's permissions") from exc
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -182,34 +185,42 @@ def connect_reader(path: str, *, read_only: bool = False, busy_timeout: float = 
     Args:
         path: the journal file.
         read_only: open with ``mode=ro`` (for a journal another process owns); the file
-            must exist and be a journal.
+            must exist and be a journal. If this process cannot write next to the file
+            (SQLite then cannot create the WAL's shared-memory file), the journal is
+            opened as immutable: a snapshot, right for a file no process is writing.
         busy_timeout: seconds to wait for a lock.
 
     Raises:
         JournalError: the file does not exist or is not an actorflow journal.
     """
-    if read_only:
-        if not os.path.exists(path):
-            raise JournalError(f"no journal at {path!r}")
-        uri = Path(path).resolve().as_uri() + "?mode=ro"
+    if read_only and not os.path.exists(path):
+        raise JournalError(f"no journal at {path!r}")
+    attempts = [Path(path).resolve().as_uri() + "?mode=ro", Path(path).resolve().as_uri() + "?immutable=1"]
+    if not read_only:
+        attempts = [path]
+    last: sqlite3.Error | None = None
+    for target in attempts:
         try:
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(target, uri=read_only, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise JournalError(_describe(path, exc)) from exc
-    else:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-    conn.execute("PRAGMA query_only=1")
-    conn.row_factory = sqlite3.Row
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise JournalError(f"{path!r} is not an actorflow journal ({exc})") from exc
-    if "runs" not in tables:
-        conn.close()
-        raise JournalError(f"{path!r} is not an actorflow journal (it has no runs table)")
-    return conn
+            last = exc
+            continue
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        conn.execute("PRAGMA query_only=1")
+        conn.row_factory = sqlite3.Row
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            last = exc
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                continue  # no shared-memory file can be made here: try as immutable
+            raise JournalError(f"{path!r} is not an actorflow journal ({exc})") from exc
+        if "runs" not in tables:
+            conn.close()
+            raise JournalError(f"{path!r} is not an actorflow journal (it has no runs table)")
+        return conn
+    raise JournalError(_describe(path, last or sqlite3.Error("cannot open")))
 
 
 # ---------------------------------------------------------------------------- reading

@@ -63,6 +63,7 @@ class Supervisor(Actor):
         self._closing = False
         self._drained: list[pykka.Future[Any]] = []
         self._pool = WorkerPool(concurrency, name="actorflow-run")
+        self._refs: dict[Any, tuple[str, bytes | None]] = {}  # flow → import reference
 
     def on_stop(self) -> None:
         """Let the worker threads go once their runs have stopped."""
@@ -134,7 +135,15 @@ class Supervisor(Actor):
         options = run_options(fn)
         metadata = msg.metadata if msg.metadata is not None else options.get("metadata")
         key = msg.idempotency_key if msg.idempotency_key is not None else options.get("idempotency_key")
-        ref, blob = flow_reference(fn)
+        try:
+            ref, blob = self._refs[fn]
+        except (KeyError, TypeError):
+            ref, blob = flow_reference(fn)
+            if blob is None and len(self._refs) < 4096:  # by import: the same for every run
+                try:
+                    self._refs[fn] = (ref, blob)
+                except TypeError:  # an unhashable callable
+                    pass
         dumps = self._serializer.dumps
         try:
             args = dumps(list(msg.args))
