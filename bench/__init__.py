@@ -1,0 +1,1 @@
+"""actorflow's benchmark: ``python -m bench`` (see bench/run.py)."""
