@@ -21,8 +21,11 @@ from .errors import (
     ActorflowError,
     Cancelled,
     CorruptRecord,
+    FatalError,
     FlowNotFound,
     JournalError,
+    NonDeterminismError,
+    RetryableError,
     RunCancelled,
     RunError,
     RunFailed,
@@ -30,13 +33,17 @@ from .errors import (
     RunTimedOut,
     RuntimeClosed,
     SerializationError,
+    StepTimeout,
 )
+from .execution import StepFailed
 from .flows import Flow, flow
 from .handle import RunHandle
 from .inspection import JournalView, inspect
+from .retry import Retry
 from .runtime import Runtime
 from .serialization import ErrorInfo, JSONSerializer, Serializer
-from .status import RunList, RunStatus, State
+from .status import RunList, RunStatus, State, StepList, StepStatus
+from .steps import Step, StepInfo, current_step, step
 
 __version__ = "0.1.0"
 
@@ -46,11 +53,15 @@ __all__ = [
     "Context",
     "CorruptRecord",
     "ErrorInfo",
+    "FatalError",
     "Flow",
     "FlowNotFound",
     "JSONSerializer",
     "JournalError",
     "JournalView",
+    "NonDeterminismError",
+    "Retry",
+    "RetryableError",
     "RunCancelled",
     "RunError",
     "RunFailed",
@@ -64,8 +75,16 @@ __all__ = [
     "SerializationError",
     "Serializer",
     "State",
+    "Step",
+    "StepFailed",
+    "StepInfo",
+    "StepList",
+    "StepStatus",
+    "StepTimeout",
     "current_run",
+    "current_step",
     "flow",
     "inspect",
     "messages",
+    "step",
 ]

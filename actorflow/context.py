@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextvars
 import datetime as _dt
+import random as _random
 import threading
+import uuid as _uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ActorflowError, Cancelled
@@ -21,19 +24,35 @@ class Abandoned(BaseException):
     """
 
 
+class Ended(BaseException):
+    """Raised inside a flow whose run was ended from outside (its flow timeout passed).
+
+    The terminal state is already committed; the execution stops without writing.
+    """
+
+
 class RunControl:
     """The flags the supervisor shares with an executing run (thread-safe).
 
     Attributes:
         cancel: set when a cancellation of the run was accepted.
         abandon: set when the runtime shuts down and stops waiting for the run.
+        timed_out: set when the flow's timeout passed (the run is already ``timed_out``).
+        interrupt: set together with any of the above, to wake a run that waits.
     """
 
-    __slots__ = ("abandon", "cancel")
+    __slots__ = ("abandon", "cancel", "interrupt", "timed_out")
 
     def __init__(self) -> None:
         self.cancel = threading.Event()
         self.abandon = threading.Event()
+        self.timed_out = threading.Event()
+        self.interrupt = threading.Event()
+
+    def set(self, flag: threading.Event) -> None:
+        """Set ``flag`` (one of this control's events) and wake the run."""
+        flag.set()
+        self.interrupt.set()
 
 
 _current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("actorflow_run", default=None)
@@ -45,7 +64,8 @@ class Context:
     Attributes:
         run_id: the run's id.
         flow: the flow's name.
-        attempt: which execution of the run this is (1 for the first, more after a restart).
+        attempt: which execution of the run this is: 1 for the first, one more for each
+            flow retry and each recovery after a crash or restart.
         started_at: when this attempt started (UTC).
         parent_id: the id of the run that started this one, or None.
         metadata: the dict given at start.
@@ -92,6 +112,29 @@ class Context:
             SerializationError: the value cannot be stored.
         """
         self._execution.save_progress(value)
+
+    def step(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` as a checkpointed step (for a function not decorated with ``@step``).
+
+        ``fn`` may also be a :class:`~actorflow.Step` (``actorflow.step(fn, retries=...)``)
+        to give it options. Returns the step's result; raises its final failure.
+        """
+        from .steps import Step
+
+        step = fn if isinstance(fn, Step) else Step(fn)
+        return self._execution.run_step(step, args, kwargs)
+
+    def now(self) -> _dt.datetime:
+        """The current UTC time, checkpointed: a replay gets the same value."""
+        return self._execution.run_value("actorflow.now", lambda: _dt.datetime.now(_dt.UTC))  # type: ignore[no-any-return]
+
+    def random(self) -> float:
+        """A random float in [0, 1), checkpointed: a replay gets the same value."""
+        return self._execution.run_value("actorflow.random", _random.random)  # type: ignore[no-any-return]
+
+    def uuid(self) -> _uuid.UUID:
+        """A random UUID, checkpointed: a replay gets the same value."""
+        return self._execution.run_value("actorflow.uuid", _uuid.uuid4)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<Context run={self.run_id} flow={self.flow} attempt={self.attempt}>"

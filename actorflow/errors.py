@@ -14,6 +14,14 @@ class ActorflowError(Exception):
     """Base class of every error actorflow raises."""
 
 
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    """Unpickle an error whose ``__init__`` takes other arguments than its ``args``."""
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class SerializationError(ActorflowError, TypeError):
     """A value could not be serialized or deserialized.
 
@@ -28,6 +36,9 @@ class SerializationError(ActorflowError, TypeError):
         super().__init__(message)
         self.argument = argument
 
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
 
 class RunNotFound(ActorflowError, KeyError):
     """No run with this id exists in the journal."""
@@ -35,6 +46,9 @@ class RunNotFound(ActorflowError, KeyError):
     def __init__(self, run_id: str) -> None:
         super().__init__(run_id)
         self.run_id = run_id
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
 
     def __str__(self) -> str:
         return (
@@ -67,6 +81,9 @@ class CorruptRecord(JournalError):
         self.run_id = run_id
         self.column = column
 
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
 
 class FlowNotFound(ActorflowError, LookupError):
     """A stored flow reference (``module:qualname``) can no longer be imported."""
@@ -82,6 +99,9 @@ class RunError(ActorflowError):
     def __init__(self, message: str, *, run_id: str) -> None:
         super().__init__(message)
         self.run_id = run_id
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 class RunFailed(RunError):
@@ -114,3 +134,59 @@ class Cancelled(ActorflowError):
     journal records the cancellation request, and the run's terminal state is
     decided there, not by what the flow returns.
     """
+
+
+class NonDeterminismError(ActorflowError):
+    """A replayed flow called a different step than the one checkpointed at that position.
+
+    Flow code must make the same step calls in the same order on every execution: read
+    the clock, random numbers and I/O only inside steps (or with ``ctx.now()``,
+    ``ctx.random()``, ``ctx.uuid()``). The run fails with this error.
+
+    Attributes:
+        run_id: the run.
+        position: the 1-based sequence number of the call.
+        expected: the step name in the checkpoint.
+        actual: the step name the flow called now.
+    """
+
+    def __init__(self, run_id: str, position: int, expected: str, actual: str) -> None:
+        super().__init__(
+            f"run {run_id}: replay diverged at call {position}: the journal has step {expected!r} "
+            f"there, but the flow now calls {actual!r}. Flow code must call the same steps in the "
+            "same order on every execution (do I/O, clock and random reads inside steps); "
+            "a changed flow needs a new name for runs started with the old code"
+        )
+        self.run_id = run_id
+        self.position = position
+        self.expected = expected
+        self.actual = actual
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+class FatalError(ActorflowError):
+    """Raise it from a step (or flow) to fail at once: it is never retried."""
+
+
+class RetryableError(ActorflowError):
+    """Raise it from a step (or flow) to be retried after ``retry_after`` instead of the policy's delay.
+
+    Args:
+        message: what went wrong.
+        retry_after: seconds, a ``timedelta``, or an aware ``datetime`` to retry at.
+
+    The number of attempts is still bounded by the retry policy's ``max_attempts``.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: Any = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+class StepTimeout(ActorflowError, TimeoutError):
+    """A step did not return within its ``timeout``; retried like any other failure."""

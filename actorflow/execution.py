@@ -1,46 +1,87 @@
 """The execution actor: one per run, it executes the flow and checkpoints each transition.
 
-The supervisor spawns an :class:`Execution` for a committed run. The actor first claims
-the run in the journal (``pending``/``running`` → ``running``, attempt + 1): the claim is
-the fence that keeps a run that was cancelled or finished meanwhile from executing. It
-then calls the flow with a :class:`~actorflow.Context`, sends each checkpoint to the
-journal, and ends by sending the terminal state (the journal reports it to the registry
-after the commit, and the registry resolves the waiters). Last it tells the supervisor
-that it has ended, and stops.
+The supervisor spawns an :class:`Execution` for a run. A run started with a free slot
+was inserted as ``running`` already, and the actor only waits for that insert's commit;
+any other run is first claimed in the journal (``pending``/``running`` → ``running``,
+attempt + 1), which also loads its checkpoints. The claim is the fence that keeps a run
+that was cancelled or finished meanwhile from executing.
+
+The actor then calls the flow. Each step call is numbered in call order (``seq``); if
+the journal holds a checkpoint at that number the step is replayed (its saved result is
+returned, or its saved failure raised, after checking the name), otherwise it executes,
+with retries and timeout, and its outcome is committed before the flow moves on. Last the
+actor sends the terminal state (the journal reports it to the registry after commit, and
+the registry resolves the waiters), tells the supervisor it has ended, and stops.
 """
 
 from __future__ import annotations
 
+import contextvars
+import datetime as _dt
+import itertools
 import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pykka
 
 from . import messages as m
-from ._future import Reply
 from ._actor import Actor
+from ._future import Reply
 from ._pool import WorkerPool
-from .context import Abandoned, Context, RunControl, _reset_current, _set_current
-from .errors import Cancelled, SerializationError
+from .context import Abandoned, Context, Ended, RunControl, _reset_current, _set_current
+from .errors import ActorflowError, Cancelled, FatalError, NonDeterminismError, SerializationError, StepTimeout
+from .flows import flow_retry
 from .journal import now_iso, parse_ts
-from .serialization import Serializer, describe_unserializable, dump_error, load_flow
+from .serialization import ErrorInfo, Serializer, describe_unserializable, dump_error, error_info, load_error, load_flow
+from .steps import Step, StepInfo, _current_step
 
 log = logging.getLogger("actorflow")
 
 _WAIT_SLICE = 0.25  # how often a blocked execution looks at its abandon flag
+_step_threads = itertools.count(1)
+
+
+class StepFailed(ActorflowError):
+    """A step's checkpointed failure, replayed when the original exception cannot be rebuilt.
+
+    Attributes:
+        error: the type, message and traceback recorded when the step failed.
+    """
+
+    def __init__(self, message: str, *, error: ErrorInfo) -> None:
+        super().__init__(message)
+        self.error = error
+
+    def __reduce__(self) -> Any:
+        from .errors import _rebuild
+
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _iso(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="microseconds")
+
+
+def _ts(iso: str | None) -> float | None:
+    value = parse_ts(iso)
+    return value.timestamp() if value is not None else None
 
 
 class Execution(Actor):
     """Executes one run, then stops.
 
     Args:
-        row: the run's committed row.
+        row: the run's row (committed, or being inserted: see ``inserted``).
         journal: the journal actor.
         supervisor: the supervisor actor (told when this actor ends).
         serializer: the runtime's serializer.
-        control: the flags shared with the supervisor (cancel, abandon).
+        control: the flags shared with the supervisor (cancel, abandon, timeout).
         owner: the incarnation id of the runtime, recorded as the run's owner.
         pool: the worker threads the actor's loop runs on.
+        max_recoveries: a run recovered more often than this fails instead of executing.
         inserted: for a run admitted as it was started, the future of its insert: the
             actor waits for the commit before doing anything. None for a committed run.
     """
@@ -54,6 +95,7 @@ class Execution(Actor):
         control: RunControl,
         owner: str,
         pool: WorkerPool,
+        max_recoveries: int,
         inserted: pykka.Future[Any] | None = None,
     ) -> None:
         super().__init__()
@@ -66,6 +108,11 @@ class Execution(Actor):
         self.serializer = serializer
         self.control = control
         self.owner = owner
+        self.max_recoveries = max_recoveries
+        self.checkpoints: dict[int, m.Row] = {}
+        self.seq = 0
+        self.diverged: NonDeterminismError | None = None
+        self.attempt = 0
 
     def _start_actor_loop(self) -> None:
         # pykka's extension point for actor types: run the loop on a pool thread.
@@ -77,6 +124,8 @@ class Execution(Actor):
             self._execute()
         except Abandoned:
             log.debug("run %s abandoned at shutdown; it resumes at the next open", self.run_id)
+        except Ended:
+            log.debug("run %s was ended from outside (timed out)", self.run_id)
         except Exception:
             log.exception("run %s: the execution actor failed", self.run_id)
         finally:
@@ -104,12 +153,32 @@ class Execution(Actor):
                 if self.control.abandon.is_set():
                     raise Abandoned from None
 
+    def ask(self, make: Callable[[Reply[Any]], Any]) -> Any:
+        """Send the message ``make(reply)`` and wait for the journal's answer."""
+        reply: Reply[Any] = Reply()
+        self.send(make(reply))
+        return self.await_(reply)
+
     def checkpoint(self) -> None:
-        """Stop here if the runtime abandoned the run or the run was cancelled."""
-        if self.control.abandon.is_set():
-            raise Abandoned
-        if self.control.cancel.is_set():
-            raise Cancelled(f"run {self.run_id} was cancelled")
+        """Stop here if the run was cancelled, timed out, or abandoned by the runtime."""
+        control = self.control
+        if control.interrupt.is_set():
+            if control.abandon.is_set():
+                raise Abandoned
+            if control.timed_out.is_set():
+                raise Ended
+            if control.cancel.is_set():
+                raise Cancelled(f"run {self.run_id} was cancelled")
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` in this thread, ending early (by raising) if the run is interrupted."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.checkpoint()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.control.interrupt.wait(min(remaining, _WAIT_SLICE))
 
     def save_progress(self, value: Any) -> None:
         """Checkpoint, then store ``value`` as the run's progress."""
@@ -123,6 +192,154 @@ class Execution(Actor):
     def finish(self, state: str, *, result: Any = None, error: str | None = None) -> None:
         """Send the terminal state of the run."""
         self.send(m.FinishRun(self.run_id, state, now_iso(), result=result, error=error))
+
+    # -- replay -----------------------------------------------------------------------
+
+    def _next(self, name: str) -> tuple[int, m.Row | None]:
+        """Number the next checkpointed call and find its checkpoint, checking the name."""
+        self.checkpoint()
+        self.seq += 1
+        saved = self.checkpoints.get(self.seq)
+        if saved is not None and saved["name"] != name:
+            self.diverged = NonDeterminismError(self.run_id, self.seq, saved["name"], name)
+            raise self.diverged
+        return self.seq, saved
+
+    def _replay_failure(self, saved: m.Row) -> BaseException:
+        info, exc = load_error(saved["error"])
+        if exc is not None:
+            return exc
+        return StepFailed(f"step {saved['name']!r} failed: {info}", error=info)
+
+    def run_value(self, name: str, produce: Callable[[], Any]) -> Any:
+        """A checkpointed value (``ctx.now()``, ``ctx.random()``, ``ctx.uuid()``)."""
+        seq, saved = self._next(name)
+        if saved is not None and saved["state"] == "completed":
+            return self.serializer.loads(saved["result"])
+        value = produce()
+        data = self.serializer.dumps(value)
+        at = now_iso()
+        self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
+        self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data, started_at=at))
+        return value
+
+    # -- steps ------------------------------------------------------------------------
+
+    def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Execute (or replay) one step call of the flow."""
+        seq, saved = self._next(step.name)
+        attempt = 1
+        if saved is not None:
+            if saved["state"] == "completed":
+                return self.serializer.loads(saved["result"])
+            if saved["state"] == "failed":
+                raise self._replay_failure(saved)
+            # in flight when the process stopped: run it again, as the next attempt
+            attempt = int(saved["attempts"] or 0) + 1
+            retry_at = _ts(saved.get("retry_at"))
+            if saved["state"] == "retrying" and retry_at is not None:
+                self.pause(max(0.0, retry_at - time.time()))
+        policy = step.retries
+        while True:
+            self.checkpoint()
+            started = now_iso()
+            info = StepInfo(
+                step_id=f"{self.run_id}:{seq}",
+                name=step.name,
+                seq=seq,
+                attempt=attempt,
+                started_at=parse_ts(started),  # type: ignore[arg-type]
+                run_id=self.run_id,
+                _run_cancel=self.control.interrupt,
+            )
+            # committed before the body runs, so that a crash in the body makes the next
+            # execution's attempt a higher one (at-least-once, counted)
+            self.ask(lambda reply: m.StepStarted(self.run_id, seq, step.name, attempt, started, reply_to=reply))
+            try:
+                value = self._call(step, info, args, kwargs)
+                try:
+                    data = self.serializer.dumps(value)
+                except Exception as exc:
+                    culprit = describe_unserializable(self.serializer, [("return value", value)]) or exc
+                    raise FatalError(f"step {step.name!r} returned a value that cannot be serialized: {culprit}") from exc
+            except (Abandoned, Ended):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a step's failure is checkpointed
+                if isinstance(exc, Cancelled) or self.control.interrupt.is_set():
+                    self.checkpoint()  # the run was cancelled/abandoned meanwhile
+                final = isinstance(exc, FatalError) or attempt >= policy.max_attempts
+                if not final:
+                    delay = policy.delay(attempt, exc)
+                    summary = str(error_info(exc))
+                    at = now_iso()
+                    self.send(
+                        m.StepAttemptFailed(self.run_id, seq, step.name, attempt, dump_error(exc), summary,
+                                            round(delay, 6), _iso(time.time() + delay), at)  # fmt: skip
+                    )
+                    self.pause(delay)
+                    attempt += 1
+                    continue
+                error = dump_error(exc)
+                saved_ok = self.ask(
+                    lambda reply: m.SaveStep(self.run_id, seq, step.name, "failed", attempt, now_iso(), error=error,
+                                             started_at=started, reply_to=reply)  # fmt: skip
+                )
+                if not saved_ok:
+                    raise Ended from None
+                self.checkpoints[seq] = {"name": step.name, "state": "failed", "error": error}
+                raise
+            saved_ok = self.ask(
+                lambda reply: m.SaveStep(self.run_id, seq, step.name, "completed", attempt, now_iso(), result=data,
+                                         started_at=started, reply_to=reply)  # fmt: skip
+            )
+            if not saved_ok:  # the run ended meanwhile (timed out): nothing more to do
+                raise Ended
+            self.checkpoints[seq] = {"name": step.name, "state": "completed", "result": data}
+            self.checkpoint()
+            return self.serializer.loads(data)
+
+    def _call(self, step: Step, info: StepInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call the step's function once, as the step ``info`` (in another thread if it has a timeout)."""
+        if step.timeout is None:
+            token = _current_step.set(info)
+            try:
+                return step.fn(*args, **kwargs)
+            finally:
+                _current_step.reset(token)
+        outcome: list[Any] = []
+        done = threading.Event()
+        context = contextvars.copy_context()
+
+        def body() -> None:
+            _current_step.set(info)
+            try:
+                outcome.append((True, step.fn(*args, **kwargs)))
+            except BaseException as exc:  # noqa: BLE001 - carried back to the flow's thread
+                outcome.append((False, exc))
+            finally:
+                done.set()
+
+        thread = threading.Thread(
+            target=context.run, args=(body,), name=f"actorflow-step-{next(_step_threads)}", daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + step.timeout
+        while not done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                info._stop.set()  # current_step().cancelled turns True for the body still running
+                raise StepTimeout(
+                    f"step {step.name!r} (attempt {info.attempt}) did not return within {step.timeout}s; "
+                    "its body goes on in the background until it returns, and its result is discarded"
+                )
+            done.wait(min(remaining, _WAIT_SLICE))
+            if self.control.interrupt.is_set():
+                info._stop.set()
+                self.checkpoint()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
     # -- the run ----------------------------------------------------------------------
 
@@ -139,14 +356,25 @@ class Execution(Actor):
                 return
             row = self.row
         else:
-            claim: Reply[Any] = Reply()
-            self.send(m.ClaimRun(self.run_id, self.owner, now_iso(), reply_to=claim))
-            row = self.await_(claim)
-            if row is None:  # finished (for instance cancelled while pending) before it could start
+            timeout = self.row.get("timeout")
+            deadline = _iso(time.time() + timeout) if timeout else None
+            claimed = self.ask(lambda reply: m.ClaimRun(self.run_id, self.owner, now_iso(), deadline, reply_to=reply))
+            if claimed is None:  # finished (for instance cancelled while pending) before it could start
                 return
+            row, steps = claimed
+            self.checkpoints = {s["seq"]: s for s in steps}
+        if row.get("deadline"):
+            self.supervisor.tell(m.WatchDeadline(self.run_id, _ts(row["deadline"])))  # type: ignore[arg-type]
         if row["cancel_requested"]:
-            self.control.cancel.set()
+            self.control.set(self.control.cancel)
             self.finish("cancelled")
+            return
+        if int(row.get("recoveries") or 0) > self.max_recoveries:
+            error = ActorflowError(
+                f"run {self.run_id} was recovered {row['recoveries']} times (more than max_recoveries="
+                f"{self.max_recoveries}): it may be crashing its process; it is failed instead of run again"
+            )
+            self.finish("failed", error=dump_error(error))
             return
         try:
             fn = load_flow(row["flow_ref"], row["flow_blob"])
@@ -156,28 +384,54 @@ class Execution(Actor):
         except Exception as exc:
             self.finish("failed", error=dump_error(exc))
             return
+        self.attempt = int(row["attempt"])
         ctx = Context(
             self,
             run_id=self.run_id,
             flow=row["flow"],
-            attempt=row["attempt"],
+            attempt=self.attempt,
             started_at=parse_ts(row["started_at"]),  # type: ignore[arg-type]
             parent_id=row["parent_id"],
             metadata=metadata,
         )
+        policy = flow_retry(fn)
         token = _set_current(ctx)
         try:
-            value = fn(ctx, *args, **kwargs)
-        except Abandoned:
-            raise
-        except Cancelled:
-            self.finish("cancelled")
-            return
-        except BaseException as exc:  # noqa: BLE001 - even SystemExit in a flow is its outcome
-            self.finish("failed", error=dump_error(exc))
-            return
+            while True:
+                self.seq = 0
+                try:
+                    value = fn(ctx, *args, **kwargs)
+                except (Abandoned, Ended):
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - even SystemExit in a flow is its outcome
+                    if self.diverged is not None:
+                        self.finish("failed", error=dump_error(self.diverged))
+                        return
+                    if self.control.abandon.is_set():
+                        raise Abandoned from None
+                    if self.control.timed_out.is_set():
+                        raise Ended from None
+                    if isinstance(exc, Cancelled) or self.control.cancel.is_set():
+                        self.finish("cancelled")
+                        return
+                    if not isinstance(exc, FatalError) and self.attempt < policy.max_attempts:
+                        delay = policy.delay(self.attempt, exc)
+                        self.pause(delay)
+                        summary = str(error_info(exc))
+                        attempt = self.ask(lambda r: m.RetryRun(self.run_id, summary, round(delay, 6), now_iso(), reply_to=r))
+                        if attempt is None:
+                            raise Ended from None
+                        self.attempt = ctx.attempt = attempt
+                        self.checkpoints = {k: v for k, v in self.checkpoints.items() if v["state"] == "completed"}
+                        continue
+                    self.finish("failed", error=dump_error(exc))
+                    return
+                break
         finally:
             _reset_current(token)
+        if self.diverged is not None:  # the flow swallowed the error: the run still fails with it
+            self.finish("failed", error=dump_error(self.diverged))
+            return
         try:
             data = self.serializer.dumps(value)
         except Exception as exc:

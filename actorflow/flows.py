@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
+from .retry import NO_RETRY, Retry, as_retry
+
 _OPTION_NAMES = ("metadata", "idempotency_key")
 
 
@@ -18,14 +20,29 @@ class Flow:
     Attributes:
         fn: the decorated function.
         name: the flow's name, shown in statuses and used by ``list_runs(flow=...)``.
+        retries: the flow's retry policy (default: none). A retry runs the flow again
+            from its start; completed steps are replayed from their checkpoints.
+        timeout: seconds from the run's first start after which it ends ``timed_out``.
         run_options: the per-run options set with :meth:`options`.
     """
 
-    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, run_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        retries: Retry | int | None = None,
+        timeout: float | None = None,
+        run_options: Mapping[str, Any] | None = None,
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"@actorflow.flow needs a function, not {fn!r}")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
         self.fn = fn
         self.name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        self.retries = as_retry(retries, NO_RETRY)
+        self.timeout = float(timeout) if timeout is not None else None
         self.run_options: dict[str, Any] = dict(run_options or {})
         functools.update_wrapper(self, fn)
 
@@ -57,7 +74,7 @@ class Flow:
             options["metadata"] = dict(metadata)
         if idempotency_key is not None:
             options["idempotency_key"] = idempotency_key
-        return Flow(self.fn, name=self.name, run_options=options)
+        return Flow(self.fn, name=self.name, retries=self.retries, timeout=self.timeout, run_options=options)
 
     def __repr__(self) -> str:
         extra = f" {self.run_options}" if self.run_options else ""
@@ -67,22 +84,32 @@ class Flow:
 @overload
 def flow(fn: Callable[..., Any], /) -> Flow: ...
 @overload
-def flow(*, name: str | None = None) -> Callable[[Callable[..., Any]], Flow]: ...
-def flow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Flow | Callable[[Callable[..., Any]], Flow]:
-    """Register a function as a flow: ``@actorflow.flow`` or ``@actorflow.flow(name=...)``.
+def flow(*, name: str | None = None, retries: Retry | int | None = None, timeout: float | None = None) -> Callable[[Callable[..., Any]], Flow]: ...
+def flow(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: Retry | int | None = None,
+    timeout: float | None = None,
+) -> Flow | Callable[[Callable[..., Any]], Flow]:
+    """Register a function as a flow: ``@actorflow.flow`` or ``@actorflow.flow(name=..., retries=..., timeout=...)``.
 
     The function's first parameter is the run context (:class:`actorflow.Context`).
 
     Args:
         fn: the function (when used without parentheses).
         name: the flow's name; defaults to the function's qualified name.
+        retries: a :class:`~actorflow.Retry` or an int of retries after the first try;
+            flows do not retry by default.
+        timeout: seconds from the run's first start until it ends as ``timed_out``.
 
     Returns:
         A :class:`Flow`, or a decorator that makes one.
     """
     if fn is not None:
-        return Flow(fn, name=name)
-    return lambda f: Flow(f, name=name)
+        return Flow(fn, name=name, retries=retries, timeout=timeout)
+    return lambda f: Flow(f, name=name, retries=retries, timeout=timeout)
 
 
 def flow_name(fn: Callable[..., Any]) -> str:
@@ -91,6 +118,16 @@ def flow_name(fn: Callable[..., Any]) -> str:
     if isinstance(name, str) and isinstance(fn, Flow):
         return name
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def flow_timeout(fn: Callable[..., Any]) -> float | None:
+    """The flow-level timeout of ``fn`` in seconds, or None."""
+    return fn.timeout if isinstance(fn, Flow) else None
+
+
+def flow_retry(fn: Callable[..., Any]) -> Retry:
+    """The flow-level retry policy of ``fn`` (none for a plain function)."""
+    return fn.retries if isinstance(fn, Flow) else NO_RETRY
 
 
 def run_options(fn: Callable[..., Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .status import RunStatus, status_table
+from .status import RunStatus, StepList, status_table
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -33,6 +33,10 @@ class RunHandle:
             RunNotFound: the run does not exist.
         """
         return self._rt.status(self.id)
+
+    def steps(self) -> StepList:
+        """The run's checkpointed calls (steps, ``ctx.now()``...) with their state and attempts; prints as a table."""
+        return self._rt.steps(self.id)
 
     def wait(self, timeout: float | None = None) -> RunStatus:
         """Wait until the run ends and return its final status; never raises for the outcome.

@@ -8,7 +8,7 @@ from typing import Any
 from . import journal
 from .errors import RunCancelled, RunFailed, RunNotFound, RunTimedOut
 from .serialization import JSONSerializer, Serializer, load_error
-from .status import RunList, RunStatus, State, format_table, status_from_row
+from .status import RunList, RunStatus, State, StepList, format_table, status_from_row, steps_from_rows
 
 
 class JournalView:
@@ -63,7 +63,7 @@ class JournalView:
         if status.state in (State.FAILED, State.TIMED_OUT):
             cause = load_error(row["error"])[1] if row.get("error") else None
             if status.state is State.TIMED_OUT:
-                raise RunTimedOut(f"run {run_id} timed out: {status.error}", run_id=run_id) from cause
+                raise RunTimedOut(f"run {run_id} ({status.flow}) exceeded its flow timeout", run_id=run_id)
             raise RunFailed(f"run {run_id} failed: {status.error}", run_id=run_id, error=status.error) from cause
         raise LookupError(f"run {run_id} has not finished (it is {status.state.value}); this view does not wait")
 
@@ -76,6 +76,13 @@ class JournalView:
                 self._conn, state=State(state).value if state is not None else None, flow=flow, parent_id=parent, limit=limit
             )
         return RunList(status_from_row(r, self.serializer) for r in rows)
+
+    def steps(self, run_id: str) -> StepList:
+        """The checkpointed calls of a run (see :meth:`actorflow.RunHandle.steps`)."""
+        self._row(run_id)
+        with self._lock:
+            rows = journal.step_rows(self._conn, run_id)
+        return steps_from_rows(run_id, rows)
 
     def counts(self) -> dict[str, int]:
         """Number of runs in each state."""

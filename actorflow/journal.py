@@ -13,12 +13,17 @@ is in WAL mode, so they never block the writer. Tables, readable with the ``sqli
 ``runs``
     one row per run: flow, arguments, state, result or error, progress, timestamps.
 ``events``
-    an append-only log of every state transition of every run.
+    an append-only log of every state transition of every run, and of every failed
+    attempt of a step.
+``steps``
+    one row per checkpointed call of a run (steps, ``ctx.now()``...): name, state,
+    result or error, attempts. Replay matches calls to these rows by ``seq``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import os
 import sqlite3
@@ -154,16 +159,19 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             "parent_id": str,
             "idempotency_key": str,
             "attempt": int,
+            "recoveries": int,
             "cancel_requested": int,
             "owner": str,
+            "timeout": float,
+            "deadline": str,
             "created_at": str,
             "started_at": str,
             "completed_at": str,
             "updated_at": str,
         },
         pk="id",
-        not_null={"flow", "flow_ref", "codec", "state", "attempt", "cancel_requested", "created_at"},
-        defaults={"attempt": 0, "cancel_requested": 0},
+        not_null={"flow", "flow_ref", "codec", "state", "attempt", "recoveries", "cancel_requested", "created_at"},
+        defaults={"attempt": 0, "recoveries": 0, "cancel_requested": 0},
         if_not_exists=True,
     )
     db["runs"].create_index(["idempotency_key"], unique=True, if_not_exists=True)
@@ -177,6 +185,24 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         if_not_exists=True,
     )
     db["events"].create_index(["run_id"], if_not_exists=True)
+    db["steps"].create(
+        {
+            "run_id": str,
+            "seq": int,
+            "name": str,
+            "state": str,
+            "result": str,
+            "error": str,
+            "attempts": int,
+            "started_at": str,
+            "completed_at": str,
+            "retry_at": str,
+        },
+        pk=("run_id", "seq"),
+        not_null={"run_id", "seq", "name", "state", "attempts"},
+        defaults={"attempts": 0},
+        if_not_exists=True,
+    )
 
 
 def connect_reader(path: str, *, read_only: bool = False, busy_timeout: float = 5.0) -> sqlite3.Connection:
@@ -283,6 +309,13 @@ def unfinished_rows(conn: sqlite3.Connection) -> list[m.Row]:
     return [dict(zip(r.keys(), r)) for r in rows]
 
 
+def step_rows(conn: sqlite3.Connection, run_id: str) -> list[m.Row]:
+    """The ``steps`` rows of a run, in call order."""
+    cur = conn.execute("SELECT * FROM steps WHERE run_id=? ORDER BY seq", (run_id,))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
 def events_of(conn: sqlite3.Connection, run_id: str) -> list[tuple[str, str, str | None]]:
     """The ``(at, kind, detail)`` transitions of a run, oldest first."""
     return [tuple(r) for r in conn.execute("SELECT at, kind, detail FROM events WHERE run_id=? ORDER BY seq", (run_id,))]
@@ -337,8 +370,8 @@ class Checkpointer:
 
 _RUN_COLUMNS = (
     "id", "flow", "flow_ref", "flow_blob", "codec", "args", "kwargs", "state", "metadata",
-    "parent_id", "idempotency_key", "attempt", "cancel_requested", "owner", "created_at", "started_at",
-    "updated_at",
+    "parent_id", "idempotency_key", "attempt", "cancel_requested", "owner", "timeout", "deadline",
+    "created_at", "started_at", "updated_at",
 )  # fmt: skip
 _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
@@ -377,6 +410,11 @@ class Journal(Actor):
             m.SaveProgress: self._save_progress,
             m.FinishRun: self._finish_run,
             m.RequestCancel: self._request_cancel,
+            m.StepStarted: self._step_started,
+            m.StepAttemptFailed: self._step_attempt_failed,
+            m.SaveStep: self._save_step,
+            m.RetryRun: self._retry_run,
+            m.ReleaseRun: self._release_run,
         }
 
     def on_start(self) -> None:
@@ -523,16 +561,76 @@ class Journal(Actor):
         return row["id"], (row["id"], row), tell
 
     def _claim_run(self, msg: m.ClaimRun) -> _Outcome:
+        # a run found running with an owner was cut off by a crash: that is a recovery
         row = self._returning(
-            "UPDATE runs SET state='running', attempt=attempt+1, started_at=?, owner=?, updated_at=? "
+            "UPDATE runs SET state='running', attempt=attempt+1, "
+            "recoveries = recoveries + (state='running' AND owner IS NOT NULL), "
+            "started_at=?, owner=?, deadline=COALESCE(deadline, ?), updated_at=? "
             f"WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
-            (msg.at, msg.owner, msg.at, msg.run_id),
+            (msg.at, msg.owner, msg.deadline, msg.at, msg.run_id),
         )
         if row is None:
             return None, None, None
-        self._event(msg.run_id, msg.at, "started", f'{{"attempt":{row["attempt"]}}}')
-        change = {"state": "running", "attempt": row["attempt"], "started_at": msg.at, "owner": msg.owner}
-        return row, (msg.run_id, change), None
+        self._event(msg.run_id, msg.at, "started", json.dumps({"attempt": row["attempt"], "recoveries": row["recoveries"]}))
+        change = {"state": "running", "attempt": row["attempt"], "started_at": msg.at, "owner": msg.owner,
+                  "recoveries": row["recoveries"], "deadline": row["deadline"]}  # fmt: skip
+        return (row, step_rows(self._conn, msg.run_id)), (msg.run_id, change), None
+
+    _UPSERT_STEP = (
+        "INSERT INTO steps (run_id, seq, name, state, result, error, attempts, started_at, completed_at, retry_at) "
+        "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+        f"WHERE EXISTS (SELECT 1 FROM runs WHERE id=? AND state IN {_UNFINISHED_SQL}) "
+        "ON CONFLICT (run_id, seq) DO UPDATE SET name=excluded.name, state=excluded.state, "
+        "result=excluded.result, error=COALESCE(excluded.error, steps.error), attempts=excluded.attempts, "
+        "started_at=COALESCE(excluded.started_at, steps.started_at), completed_at=excluded.completed_at, "
+        "retry_at=excluded.retry_at"
+    )
+
+    def _upsert_step(self, run_id: str, seq: int, name: str, state: str, *, result: Any = None, error: str | None = None,
+                     attempts: int, started_at: str | None = None, completed_at: str | None = None,
+                     retry_at: str | None = None) -> bool:  # fmt: skip
+        cur = self._conn.execute(
+            self._UPSERT_STEP,
+            (run_id, seq, name, state, result, error, attempts, started_at, completed_at, retry_at, run_id),
+        )
+        return cur.rowcount > 0
+
+    def _step_started(self, msg: m.StepStarted) -> _Outcome:
+        self._upsert_step(msg.run_id, msg.seq, msg.name, "running", attempts=msg.attempt, started_at=msg.at)
+        return None, None, None
+
+    def _step_attempt_failed(self, msg: m.StepAttemptFailed) -> _Outcome:
+        if self._upsert_step(msg.run_id, msg.seq, msg.name, "retrying", error=msg.error, attempts=msg.attempt,
+                             retry_at=msg.retry_at):  # fmt: skip
+            detail = {"seq": msg.seq, "step": msg.name, "attempt": msg.attempt, "error": msg.summary,
+                      "retry_in": msg.retry_in, "retry_at": msg.retry_at}  # fmt: skip
+            self._event(msg.run_id, msg.at, "step_retry", json.dumps(detail))
+        return None, None, None
+
+    def _save_step(self, msg: m.SaveStep) -> _Outcome:
+        saved = self._upsert_step(msg.run_id, msg.seq, msg.name, msg.state, result=msg.result, error=msg.error,
+                                  attempts=msg.attempts, started_at=msg.started_at, completed_at=msg.at)  # fmt: skip
+        if saved and msg.state == "failed":
+            self._event(msg.run_id, msg.at, "step_failed", json.dumps({"seq": msg.seq, "step": msg.name, "attempts": msg.attempts}))
+        return saved, None, None
+
+    def _retry_run(self, msg: m.RetryRun) -> _Outcome:
+        row = self._returning(
+            f"UPDATE runs SET attempt=attempt+1, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING attempt",
+            (msg.at, msg.run_id),
+        )
+        if row is None:
+            return None, None, None
+        # the new attempt runs the failed calls again; completed ones are replayed
+        self._conn.execute("DELETE FROM steps WHERE run_id=? AND state!='completed'", (msg.run_id,))
+        self._event(msg.run_id, msg.at, "retry", json.dumps({"attempt": row["attempt"], "error": msg.summary, "delay": msg.delay}))
+        return row["attempt"], (msg.run_id, {"attempt": row["attempt"]}), None
+
+    def _release_run(self, msg: m.ReleaseRun) -> _Outcome:
+        self._conn.execute(
+            f"UPDATE runs SET owner=NULL WHERE id=? AND owner=? AND state IN {_UNFINISHED_SQL}", (msg.run_id, msg.owner)
+        )
+        return None, None, None
 
     def _save_progress(self, msg: m.SaveProgress) -> _Outcome:
         cur = self._conn.execute(

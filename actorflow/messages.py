@@ -98,6 +98,21 @@ class RunEnded:
 
 
 @dataclass(frozen=True)
+class WatchDeadline:
+    """Execution actor → supervisor: end the run as ``timed_out`` at ``at`` (epoch seconds) if it runs still."""
+
+    run_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class DeadlineReached:
+    """Timer → supervisor: a run's flow timeout has passed."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
 class Drain:
     """Runtime → supervisor: take no more runs; resolve ``reply_to`` when none is executing."""
 
@@ -125,12 +140,82 @@ class InsertRun:
 
 @dataclass(frozen=True)
 class ClaimRun:
-    """Mark a run ``running`` for a new attempt; answers the updated row, or None if it is finished."""
+    """Mark a run ``running`` for a new attempt; answers ``(row, step rows)``, or None if it is finished.
+
+    ``deadline`` is the flow timeout's end if this is the run's first start (an earlier
+    deadline in the row is kept).
+    """
 
     run_id: str
     owner: str
     at: str
+    deadline: str | None = None
     reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    """A step attempt begins (recorded so that a recovery knows it was in flight)."""
+
+    run_id: str
+    seq: int
+    name: str
+    attempt: int
+    at: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class StepAttemptFailed:
+    """A step attempt failed and will be retried at ``retry_at``; recorded as a ``step_retry`` event."""
+
+    run_id: str
+    seq: int
+    name: str
+    attempt: int
+    error: str
+    summary: str
+    retry_in: float
+    retry_at: str
+    at: str
+
+
+@dataclass(frozen=True)
+class SaveStep:
+    """Checkpoint a call's outcome (``completed`` with a result, or ``failed`` with an error).
+
+    Answers True, or False when the run has already ended (the checkpoint is refused).
+    """
+
+    run_id: str
+    seq: int
+    name: str
+    state: str
+    attempts: int
+    at: str
+    result: str | bytes | None = None
+    error: str | None = None
+    started_at: str | None = None
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class RetryRun:
+    """Start a new attempt of a whole flow (its retry policy): attempt + 1, failed calls forgotten."""
+
+    run_id: str
+    summary: str
+    delay: float
+    at: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseRun:
+    """Clear the owner of a run the runtime gave up at shutdown (its next start is not a recovery)."""
+
+    run_id: str
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -207,6 +292,13 @@ class Unwatch:
 @dataclass(frozen=True)
 class GetRun:
     """Ask: the run's current row, or None if there is no such run."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class GetSteps:
+    """Ask: the run's ``steps`` rows in call order."""
 
     run_id: str
 

@@ -77,6 +77,9 @@ class Registry(Actor):
                     del self._waiters[message.run_id]
         elif isinstance(message, m.GetRun):
             return self._row(message.run_id)
+        elif isinstance(message, m.GetSteps):
+            assert self._conn is not None
+            return journal.step_rows(self._conn, message.run_id)
         elif isinstance(message, m.ListRuns):
             assert self._conn is not None
             return journal.list_rows(

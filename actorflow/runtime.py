@@ -17,7 +17,7 @@ from .errors import ActorflowError, RunCancelled, RunFailed, RunNotFound, RunTim
 from .handle import RunHandle
 from .registry import Registry
 from .serialization import JSONSerializer, Serializer, load_error
-from .status import RunList, RunStatus, State, status_from_row
+from .status import RunList, RunStatus, State, StepList, status_from_row, steps_from_rows
 from .supervisor import Supervisor
 
 log = logging.getLogger("actorflow")
@@ -43,6 +43,9 @@ class Runtime:
         durability: ``"normal"`` (a commit survives a crash of the process; the default)
             or ``"full"`` (it also survives a power cut; each commit costs an fsync).
         recover: resume the unfinished runs found in the journal (default True).
+        max_recoveries: a run whose execution was cut off by a crash more often than this
+            fails (with an error saying so) instead of being run again: it may be what
+            crashes the process. A graceful shutdown does not count.
 
     Attributes:
         path: the journal file.
@@ -63,6 +66,7 @@ class Runtime:
         busy_timeout: float = 5.0,
         durability: str = "normal",
         recover: bool = True,
+        max_recoveries: int = 10,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
@@ -81,7 +85,7 @@ class Runtime:
         self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout)
         self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path)
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
-            self._journal, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0
+            self._journal, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0, max_recoveries
         )
         if recover:
             rows = self._journal.ask(m.LoadUnfinished())
@@ -185,6 +189,15 @@ class Runtime:
             raise RunNotFound(run_id)
         return row  # type: ignore[no-any-return]
 
+    def steps(self, run_id: str) -> StepList:
+        """The checkpointed calls of a run: name, state, attempts, times and last error of each.
+
+        Raises:
+            RunNotFound: there is no such run in this journal.
+        """
+        self._row(run_id)
+        return steps_from_rows(run_id, self._ask(self.registry, m.GetSteps(run_id)))
+
     # -- waiting ----------------------------------------------------------------------
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
@@ -203,7 +216,7 @@ class Runtime:
         if row.get("error") is not None:
             cause = load_error(row["error"])[1]
         if status.state is State.TIMED_OUT:
-            raise RunTimedOut(f"run {run_id} timed out: {status.error}", run_id=run_id) from cause
+            raise RunTimedOut(f"run {run_id} ({status.flow}) exceeded its flow timeout", run_id=run_id)
         raise RunFailed(f"run {run_id} ({status.flow}) failed: {status.error}", run_id=run_id, error=status.error) from cause
 
     def _wait_row(self, run_id: str, timeout: float | None) -> m.Row:
@@ -287,7 +300,7 @@ class Runtime:
             except pykka.Timeout:
                 self.supervisor.tell(m.Abandon())
                 try:  # flows stop at their next checkpoint; waits for journal answers give up
-                    drained.get(timeout=2.0)
+                    drained.get(timeout=min(2.0, timeout))
                 except pykka.Timeout:
                     log.warning("actorflow: some flows did not reach a checkpoint; their threads are left to end")
         finally:

@@ -150,6 +150,76 @@ class RunList(list[RunStatus]):
         return status_table(self)
 
 
+@dataclass(frozen=True)
+class StepStatus:
+    """One checkpointed call of a run, as ``run.steps()`` lists it.
+
+    Attributes:
+        seq: its position in the run's calls (1-based).
+        name: the step's name (``actorflow.now`` and friends for ``ctx.now()``...).
+        state: ``running``, ``retrying``, ``completed`` or ``failed``.
+        attempts: how many attempts it has taken so far.
+        started_at: when its latest attempt started.
+        completed_at: when it completed or finally failed.
+        error: the latest attempt's error (kept after a later success), or None.
+        retry_at: when a ``retrying`` step tries again.
+    """
+
+    seq: int
+    name: str
+    state: str
+    attempts: int
+    started_at: _dt.datetime | None
+    completed_at: _dt.datetime | None
+    error: ErrorInfo | None
+    retry_at: _dt.datetime | None = None
+
+
+class StepList(list[StepStatus]):
+    """A list of :class:`StepStatus` that prints as a table in the REPL."""
+
+    def __repr__(self) -> str:
+        if not self:
+            return "StepList (no steps)"
+        rows = [
+            (str(s.seq), s.name, s.state, str(s.attempts), _fmt_time(s.started_at), _fmt_time(s.completed_at),
+             _short(str(s.error), 50) if s.error else "")  # fmt: skip
+            for s in self
+        ]
+        return format_table(("seq", "step", "state", "attempts", "started_at", "completed_at", "last error"), rows)
+
+
+def steps_from_rows(run_id: str, rows: Iterable[dict[str, Any]]) -> StepList:
+    """Build a :class:`StepList` from ``steps`` rows.
+
+    Raises:
+        CorruptRecord: a row cannot be decoded.
+    """
+    from .errors import CorruptRecord
+    from .journal import parse_ts
+    from .serialization import load_error
+
+    out = StepList()
+    for row in rows:
+        try:
+            error = load_error(row["error"])[0] if row.get("error") else None
+            out.append(
+                StepStatus(
+                    seq=int(row["seq"]),
+                    name=row["name"],
+                    state=row["state"],
+                    attempts=int(row["attempts"] or 0),
+                    started_at=parse_ts(row.get("started_at")),
+                    completed_at=parse_ts(row.get("completed_at")),
+                    error=error,
+                    retry_at=parse_ts(row.get("retry_at")),
+                )
+            )
+        except Exception as exc:
+            raise CorruptRecord(run_id, "steps", str(exc)) from exc
+    return out
+
+
 def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
     """Build a :class:`RunStatus` from a ``runs`` row, decoding its stored values.
 

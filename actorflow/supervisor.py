@@ -13,6 +13,7 @@ unfinished and spawns them the same way.
 from __future__ import annotations
 
 import collections
+import datetime as _dt
 import logging
 from typing import Any
 
@@ -24,11 +25,12 @@ from ._actor import Actor
 from ._ids import new_run_id
 from ._pool import WorkerPool
 from .context import RunControl
-from .errors import RuntimeClosed, SerializationError
+from .errors import RunTimedOut, RuntimeClosed, SerializationError
 from .execution import Execution
-from .flows import flow_name, run_options
+from .flows import flow_name, flow_timeout, run_options
 from .journal import now_iso
-from .serialization import Serializer, describe_unserializable, flow_reference
+from .serialization import Serializer, describe_unserializable, dump_error, flow_reference
+from .timers import Timers
 
 log = logging.getLogger("actorflow")
 
@@ -42,6 +44,7 @@ class Supervisor(Actor):
         concurrency: how many runs may execute at once; more wait as ``pending``.
         owner: the runtime's incarnation id.
         answer_timeout: how long an ``ask`` without ``reply_to`` waits for the journal.
+        max_recoveries: a run recovered more often than this fails instead of executing.
     """
 
     def __init__(
@@ -51,8 +54,11 @@ class Supervisor(Actor):
         concurrency: int,
         owner: str,
         answer_timeout: float,
+        max_recoveries: int = 10,
     ) -> None:
         super().__init__()
+        self._max_recoveries = max_recoveries
+        self._timers = Timers()
         self._journal = journal
         self._serializer = serializer
         self._concurrency = concurrency
@@ -66,7 +72,8 @@ class Supervisor(Actor):
         self._refs: dict[Any, tuple[str, bytes | None]] = {}  # flow → import reference
 
     def on_stop(self) -> None:
-        """Let the worker threads go once their runs have stopped."""
+        """Stop the timers; let the worker threads go once their runs have stopped."""
+        self._timers.stop()
         self._pool.shutdown(timeout=1.0)
 
     def handle(self, message: Any) -> Any:
@@ -90,8 +97,15 @@ class Supervisor(Actor):
             self._drained.append(message.reply_to)
             self._check_drained()
         elif isinstance(message, m.Abandon):
-            for control in self._running.values():
-                control.abandon.set()
+            for run_id, control in self._running.items():
+                control.set(control.abandon)
+                # given up, not crashed: the next start of the run is not a recovery
+                self._journal.tell(m.ReleaseRun(run_id, self._owner))
+        elif isinstance(message, m.WatchDeadline):
+            ref = self.actor_ref
+            self._timers.call_at(message.at, lambda: ref.tell(m.DeadlineReached(message.run_id)))
+        elif isinstance(message, m.DeadlineReached):
+            self._deadline(message.run_id)
         else:
             return super().handle(message)
         return None
@@ -123,6 +137,9 @@ class Supervisor(Actor):
             # a free slot: insert the run as already running and spawn its actor now; the
             # actor waits for the insert's commit before it does anything
             row.update(state="running", attempt=1, started_at=row["created_at"], owner=self._owner)
+            if row["timeout"]:
+                row["deadline"] = _dt.datetime.fromisoformat(row["created_at"]) + _dt.timedelta(seconds=row["timeout"])
+                row["deadline"] = row["deadline"].isoformat(timespec="microseconds")
             self._journal.tell(m.InsertRun(row, reply_to=reply_to))
             self._spawn(row, inserted=reply_to)
         else:
@@ -159,6 +176,7 @@ class Supervisor(Actor):
         except Exception as exc:
             raise SerializationError(f"the run's metadata cannot be serialized: {exc}", argument="metadata") from exc
         at = now_iso()
+        timeout = flow_timeout(fn)
         return {
             "id": msg.run_id or new_run_id(),
             "flow": flow_name(fn),
@@ -173,16 +191,33 @@ class Supervisor(Actor):
             "idempotency_key": key,
             "attempt": 0,
             "cancel_requested": 0,
+            "timeout": timeout,
+            "deadline": None,
             "created_at": at,
             "updated_at": at,
         }
+
+    # -- timeouts ---------------------------------------------------------------------
+
+    def _deadline(self, run_id: str) -> None:
+        """A run's flow timeout passed: end it as ``timed_out`` now, whatever its flow is doing.
+
+        The journal refuses later writes of the run (a terminal state never changes), and
+        the flow, told through its control, stops at its next checkpoint.
+        """
+        control = self._running.get(run_id)
+        if control is None:
+            return
+        control.set(control.timed_out)
+        error = RunTimedOut(f"run {run_id} exceeded its flow timeout", run_id=run_id)
+        self._journal.tell(m.FinishRun(run_id, "timed_out", now_iso(), error=dump_error(error)))
 
     # -- cancel -----------------------------------------------------------------------
 
     def _cancel(self, msg: m.CancelRun, reply_to: pykka.Future[Any]) -> None:
         control = self._running.get(msg.run_id)
         if control is not None:  # lets the flow notice at once; the journal has the last word
-            control.cancel.set()
+            control.set(control.cancel)
         self._journal.tell(m.RequestCancel(msg.run_id, now_iso(), reply_to=reply_to))
 
     # -- execution actors -------------------------------------------------------------
@@ -198,7 +233,10 @@ class Supervisor(Actor):
     def _spawn(self, row: m.Row, inserted: pykka.Future[Any] | None = None) -> None:
         control = RunControl()
         self._running[row["id"]] = control
-        Execution.start(row, self._journal, self.actor_ref, self._serializer, control, self._owner, self._pool, inserted)
+        Execution.start(
+            row, self._journal, self.actor_ref, self._serializer, control, self._owner, self._pool,
+            self._max_recoveries, inserted,
+        )  # fmt: skip
 
     def _check_drained(self) -> None:
         if self._closing and not self._running:

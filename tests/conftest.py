@@ -34,6 +34,11 @@ def rt(db_path: str) -> Iterator[actorflow.Runtime]:
 
 @pytest.fixture(autouse=True)
 def _no_actor_left() -> Iterator[None]:
+    from tests import flows
+
+    flows.gates.clear()  # every test starts with closed gates and zeroed counters
+    flows.reached.clear()
+    flows.calls.clear()
     yield
     left = pykka.ActorRegistry.get_all()
     pykka.ActorRegistry.stop_all(block=True, timeout=5)

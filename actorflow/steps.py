@@ -1,0 +1,132 @@
+"""Steps: functions whose result is checkpointed, so that a replayed flow does not run them again."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as _dt
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from .errors import ActorflowError
+from .retry import DEFAULT_STEP_RETRY, Retry, as_retry
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a step body knows about itself: ``actorflow.current_step()``.
+
+    Attributes:
+        step_id: stable across retries and recoveries (``<run id>:<position>``): use it
+            as the idempotency key of the side effect the step performs.
+        name: the step's name.
+        seq: its position among the run's checkpointed calls (1-based).
+        attempt: which try this is (1-based; more after a failure or a crash).
+        started_at: when this attempt started (UTC).
+        run_id: the run the step belongs to.
+    """
+
+    step_id: str
+    name: str
+    seq: int
+    attempt: int
+    started_at: _dt.datetime
+    run_id: str
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    _run_cancel: threading.Event | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the step timed out or its run was cancelled: a long step should stop."""
+        return self._stop.is_set() or (self._run_cancel is not None and self._run_cancel.is_set())
+
+
+_current_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar("actorflow_step", default=None)
+
+
+def current_step() -> StepInfo:
+    """The :class:`StepInfo` of the step executing in this thread.
+
+    Raises:
+        ActorflowError: called outside a step (or from a step called outside a run).
+    """
+    info = _current_step.get()
+    if info is None:
+        raise ActorflowError("actorflow.current_step() was called outside a step executing in a run")
+    return info
+
+
+class Step:
+    """A function registered with :func:`step`.
+
+    Called from a flow executing in a run, its result (or its final failure) is
+    checkpointed before the flow moves on, and a replay returns the checkpoint instead of
+    calling the function again. Called anywhere else, including from inside another
+    step, it is a plain call.
+
+    Attributes:
+        fn: the function.
+        name: the step's name, checked on replay.
+        retries: its retry policy.
+        timeout: seconds an attempt may take, or None.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None, retries: Retry | int | None = None, timeout: float | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"@actorflow.step needs a function, not {fn!r}")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        self.retries = as_retry(retries, DEFAULT_STEP_RETRY)
+        self.timeout = float(timeout) if timeout is not None else None
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .context import _current
+
+        ctx = _current.get()
+        if ctx is None or _current_step.get() is not None:
+            return self.fn(*args, **kwargs)
+        return ctx._execution.run_step(self, args, kwargs)
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return functools.partial(self.__call__, obj)
+
+    def __repr__(self) -> str:
+        return f"<Step {self.name}>"
+
+
+@overload
+def step(fn: Callable[..., Any], /) -> Step: ...
+@overload
+def step(*, name: str | None = None, retries: Retry | int | None = None, timeout: float | None = None) -> Callable[[Callable[..., Any]], Step]: ...
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: Retry | int | None = None,
+    timeout: float | None = None,
+) -> Step | Callable[[Callable[..., Any]], Step]:
+    """Register a function as a step: ``@actorflow.step`` or ``@actorflow.step(retries=..., timeout=...)``.
+
+    Args:
+        fn: the function (when used without parentheses).
+        name: the name checked on replay; defaults to the function's qualified name.
+        retries: a :class:`~actorflow.Retry`, or an int: how many times to retry after
+            the first try (``retries=0`` never retries). The default is
+            ``Retry(max_attempts=3, initial=1.0, multiplier=2.0, max_interval=60.0, jitter=0.1)``.
+        timeout: seconds one attempt may take; a slower attempt fails with
+            :class:`~actorflow.StepTimeout` (and is retried per ``retries``).
+
+    Returns:
+        A :class:`Step`, or a decorator that makes one.
+    """
+    if fn is not None:
+        return Step(fn, name=name, retries=retries, timeout=timeout)
+    return lambda f: Step(f, name=name, retries=retries, timeout=timeout)

@@ -1,0 +1,81 @@
+"""Timers: one thread and a heap of due times, for every timed thing the runtime does.
+
+The supervisor owns one :class:`Timers`. Scheduling is a heap push; the thread sleeps
+until the earliest due time (or until something earlier is scheduled) and then calls the
+callback, which only sends a message to an actor. There is no thread per timer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class Timers:
+    """Calls callbacks at wall-clock times (epoch seconds), from one daemon thread.
+
+    Args:
+        name: the thread's name.
+        clock: a function returning the current epoch seconds (``time.time``).
+    """
+
+    def __init__(self, name: str = "actorflow-timers", clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, Callable[[], Any]]] = []
+        self._ids = itertools.count()
+        self._cancelled: set[int] = set()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def call_at(self, when: float, callback: Callable[[], Any]) -> int:
+        """Call ``callback`` at ``when`` (epoch seconds; at once if past). Returns a handle for :meth:`cancel`."""
+        with self._cond:
+            handle = next(self._ids)
+            heapq.heappush(self._heap, (when, handle, callback))
+            if self._heap[0][1] == handle:
+                self._cond.notify()
+        return handle
+
+    def cancel(self, handle: int) -> None:
+        """Forget a scheduled callback (nothing happens if it already ran)."""
+        with self._cond:
+            self._cancelled.add(handle)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._heap) - len(self._cancelled)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    if self._heap:
+                        delay = self._heap[0][0] - self._clock()
+                        if delay <= 0:
+                            break
+                        self._cond.wait(min(delay, 1.0))
+                    else:
+                        self._cond.wait()
+                if self._stopping:
+                    return
+                _, handle, callback = heapq.heappop(self._heap)
+                if handle in self._cancelled:
+                    self._cancelled.discard(handle)
+                    continue
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - a callback only tells an actor; a dead one is fine
+                pass
+
+    def stop(self) -> None:
+        """Stop the thread; callbacks not yet due are dropped (they are in the journal)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=5)
