@@ -33,6 +33,7 @@ from .errors import (
     RunTimedOut,
     RuntimeClosed,
     SerializationError,
+    SerializerMismatch,
     StepTimeout,
 )
 from .execution import StepFailed
@@ -74,6 +75,7 @@ __all__ = [
     "RuntimeClosed",
     "SerializationError",
     "Serializer",
+    "SerializerMismatch",
     "State",
     "Step",
     "StepFailed",

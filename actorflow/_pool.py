@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +71,7 @@ class WorkerPool:
             threads = list(self._threads)
         for _ in threads:
             self._queue.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in threads:
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return [t for t in threads if t.is_alive()]

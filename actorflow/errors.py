@@ -85,6 +85,28 @@ class CorruptRecord(JournalError):
         return _rebuild, (type(self), self.args, self.__dict__)
 
 
+class SerializerMismatch(JournalError):
+    """A run was stored with another serializer than the runtime (or view) reading it uses.
+
+    Attributes:
+        run_id: the run.
+        stored: the name of the serializer the run was written with.
+        used: the name of the serializer used to read it.
+    """
+
+    def __init__(self, run_id: str, stored: str, used: str) -> None:
+        super().__init__(
+            f"run {run_id!r} was stored with serializer {stored!r} but is read with {used!r}; "
+            "open the journal with Runtime(serializer=...) / inspect(serializer=...) set to the one it was written with"
+        )
+        self.run_id = run_id
+        self.stored = stored
+        self.used = used
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
 class FlowNotFound(ActorflowError, LookupError):
     """A stored flow reference (``module:qualname``) can no longer be imported."""
 

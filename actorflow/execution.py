@@ -82,8 +82,9 @@ class Execution(Actor):
         owner: the incarnation id of the runtime, recorded as the run's owner.
         pool: the worker threads the actor's loop runs on.
         max_recoveries: a run recovered more often than this fails instead of executing.
-        inserted: for a run admitted as it was started, the future of its insert: the
-            actor waits for the commit before doing anything. None for a committed run.
+        inserted: for a run admitted as it was started, the future resolved once its
+            insert is committed (True) or found to repeat an existing run (False); the
+            actor waits for it before doing anything. None for a committed run.
     """
 
     def __init__(
@@ -250,11 +251,13 @@ class Execution(Actor):
                 attempt=attempt,
                 started_at=parse_ts(started),  # type: ignore[arg-type]
                 run_id=self.run_id,
+                _stop=threading.Event() if step.timeout is not None else None,
                 _run_cancel=self.control.interrupt,
             )
             # committed before the body runs, so that a crash in the body makes the next
             # execution's attempt a higher one (at-least-once, counted)
-            self.ask(lambda reply: m.StepStarted(self.run_id, seq, step.name, attempt, started, reply_to=reply))
+            if not self.ask(lambda reply: m.StepStarted(self.run_id, seq, step.name, attempt, started, reply_to=reply)):
+                raise Ended  # the run ended meanwhile (its flow timed out): nothing more to do
             try:
                 value = self._call(step, info, args, kwargs)
                 try:
@@ -280,20 +283,14 @@ class Execution(Actor):
                     attempt += 1
                     continue
                 error = dump_error(exc)
-                saved_ok = self.ask(
-                    lambda reply: m.SaveStep(self.run_id, seq, step.name, "failed", attempt, now_iso(), error=error,
-                                             started_at=started, reply_to=reply)  # fmt: skip
-                )
-                if not saved_ok:
-                    raise Ended from None
+                self.send(m.SaveStep(self.run_id, seq, step.name, "failed", attempt, now_iso(), error=error, started_at=started))
                 self.checkpoints[seq] = {"name": step.name, "state": "failed", "error": error}
                 raise
-            saved_ok = self.ask(
-                lambda reply: m.SaveStep(self.run_id, seq, step.name, "completed", attempt, now_iso(), result=data,
-                                         started_at=started, reply_to=reply)  # fmt: skip
-            )
-            if not saved_ok:  # the run ended meanwhile (timed out): nothing more to do
-                raise Ended
+            # Not waited for: the journal commits in order, so this checkpoint is durable
+            # before anything after it can act outside the process (the next step's start
+            # is waited for, the end of the run is committed after it, a child starts only
+            # once committed).
+            self.send(m.SaveStep(self.run_id, seq, step.name, "completed", attempt, now_iso(), result=data, started_at=started))
             self.checkpoints[seq] = {"name": step.name, "state": "completed", "result": data}
             self.checkpoint()
             return self.serializer.loads(data)
@@ -327,6 +324,7 @@ class Execution(Actor):
         while not done.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                assert info._stop is not None
                 info._stop.set()  # current_step().cancelled turns True for the body still running
                 raise StepTimeout(
                     f"step {step.name!r} (attempt {info.attempt}) did not return within {step.timeout}s; "
@@ -334,6 +332,7 @@ class Execution(Actor):
                 )
             done.wait(min(remaining, _WAIT_SLICE))
             if self.control.interrupt.is_set():
+                assert info._stop is not None
                 info._stop.set()
                 self.checkpoint()
         ok, value = outcome[0]
@@ -349,10 +348,10 @@ class Execution(Actor):
         if self._inserted is not None:
             # admitted at start: the row was inserted as running; wait for its commit
             try:
-                run_id = self.await_(self._inserted)
+                created = self.await_(self._inserted)
             except Exception:  # the caller of start() gets the error; nothing was written
                 return
-            if run_id != self.run_id:  # an idempotent repeat: the run exists already
+            if not created:  # a repeated id or idempotency key: the run exists already
                 return
             row = self.row
         else:

@@ -25,13 +25,19 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import operator
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock; keep to one Runtime per file yourself
+    fcntl = None  # type: ignore[assignment]
 
 import pykka
 import sqlite_utils
@@ -93,13 +99,8 @@ def connect(path: str, *, busy_timeout: float, durability: str = "normal") -> sq
         JournalError: the file cannot be opened, is not a journal, is read-only or locked.
     """
     if durability not in ("normal", "full"):
-        raise JournalError(f"durability must be 'normal' or 'full', not {durability!r}")
-    parent = Path(path).resolve().parent
-    try:
-        if not parent.is_dir():
-            raise JournalError(f"cannot create the journal {path!r}: the folder {str(parent)!r} does not exist")
-    except OSError as exc:
-        raise JournalError(f"cannot reach the journal {path!r}: {exc}; check the folder's permissions") from exc
+        raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+    check_folder(path)
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -129,6 +130,55 @@ def connect(path: str, *, busy_timeout: float, durability: str = "normal") -> sq
             raise JournalError(f"{path!r} is not an actorflow journal (not a SQLite database)") from exc
         raise JournalError(_describe(path, exc)) from exc
     return conn
+
+
+def check_folder(path: str) -> None:
+    """Raise :class:`JournalError` if the journal's folder is missing or cannot be reached."""
+    parent = Path(path).resolve().parent
+    try:
+        if not parent.is_dir():
+            raise JournalError(f"cannot create the journal {path!r}: the folder {str(parent)!r} does not exist")
+    except OSError as exc:
+        raise JournalError(f"cannot reach the journal {path!r}: {exc}; check the folder's permissions") from exc
+
+
+def take_ownership(path: str) -> IO[str]:
+    """Lock ``<path>-lock`` so that only one runtime at a time executes the journal's runs.
+
+    The lock is the operating system's (``flock``): it is released when the runtime
+    shuts down or its process dies, however it dies. Readers (:func:`actorflow.inspect`)
+    do not take it.
+
+    Returns:
+        The open lock file; closing it releases the lock.
+
+    Raises:
+        JournalError: another runtime (in this or another process) has the journal open.
+    """
+    lock_path = path + "-lock"
+    try:
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the runtime's lifetime
+    except OSError as exc:
+        raise JournalError(
+            f"the journal {path!r} is read-only here: its lock file {lock_path!r} cannot be created ({exc}); "
+            "give this process write access to the folder, or read the journal with actorflow.inspect()"
+        ) from exc
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise JournalError(
+                f"the journal {path!r} is already open in another Runtime (process {holder}); one Runtime "
+                "executes a journal at a time: share that one, or read the journal with actorflow.inspect()"
+            ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -368,6 +418,18 @@ class Checkpointer:
 
 # ---------------------------------------------------------------------------- the actor
 
+
+class _OpFailed(Exception):
+    """An operation of a group failed with an unexpected SQLite error (the group is redone carefully)."""
+
+
+def _is_operational(exc: sqlite3.Error) -> bool:
+    """True for errors about the file (locked, read-only, full, I/O), not about one statement."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        word in text for word in ("locked", "busy", "readonly", "disk", "full", "I/O", "unable to open")
+    )
+
 _RUN_COLUMNS = (
     "id", "flow", "flow_ref", "flow_blob", "codec", "args", "kwargs", "state", "metadata",
     "parent_id", "idempotency_key", "attempt", "cancel_requested", "owner", "timeout", "deadline",
@@ -377,6 +439,7 @@ _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
     "ON CONFLICT DO NOTHING"
 )
+_run_values = operator.itemgetter(*_RUN_COLUMNS)
 _INSERT_EVENT = "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)"
 _FAIL_FAST = (m.InsertRun, m.RequestCancel)
 
@@ -404,6 +467,7 @@ class Journal(Actor):
         self._failures = 0
         self._commits = 0
         self._checkpointer: Checkpointer | None = None
+        self._after_commit: list[tuple[Any, bool]] = []  # "admitted" futures of this group
         self._handlers: dict[type, Callable[[Any], _Outcome]] = {
             m.InsertRun: self._insert_run,
             m.ClaimRun: self._claim_run,
@@ -458,33 +522,24 @@ class Journal(Actor):
         batch, self._pending = self._pending, []
         if not batch:
             return
-        conn = self._conn
-        outcomes: list[tuple[Any, _Outcome | None, BaseException | None]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            outcomes = self._apply_batch(batch, careful=False)
+        except _OpFailed:
+            # an operation hit an unexpected SQLite error: redo the group with a savepoint
+            # around each operation, so that only the failing one is rolled back
+            self._after_commit.clear()
             try:
-                for msg in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        outcome = self._handlers[type(msg)](msg)
-                    except Exception as exc:  # one bad write must not sink the group
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        if not isinstance(exc, ActorflowError):
-                            log.exception("journal write %r failed", msg)
-                        outcomes.append((msg, None, exc))
-                    else:
-                        conn.execute("RELEASE op")
-                        outcomes.append((msg, outcome, None))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                outcomes = self._apply_batch(batch, careful=True)
+            except sqlite3.Error as exc:
+                self._batch_failed(batch, exc)
+                return
         except sqlite3.Error as exc:
             self._batch_failed(batch, exc)
             return
         self._failures = 0
+        for future, created in self._after_commit:
+            future.set(created)
+        self._after_commit.clear()
         self._commits += 1
         if self._commits % 64 == 0 and self._checkpointer is not None:
             self._checkpointer.request()
@@ -506,9 +561,58 @@ class Journal(Actor):
         if changes:
             self._registry.tell(m.Committed(tuple(changes)))
 
+    def _apply_batch(self, batch: list[Any], *, careful: bool) -> list[tuple[Any, _Outcome | None, BaseException | None]]:
+        """Apply every write of ``batch`` in one transaction and commit it.
+
+        An operation that raises an :class:`ActorflowError` has written nothing (each
+        checks before it writes), so it fails alone. An unexpected SQLite error raises
+        :class:`_OpFailed` unless ``careful``, in which case each operation runs inside a
+        savepoint and only the failing one is undone.
+        """
+        conn = self._conn
+        handlers = self._handlers
+        outcomes: list[tuple[Any, _Outcome | None, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for msg in batch:
+                if careful:
+                    conn.execute("SAVEPOINT op")
+                try:
+                    outcome = handlers[type(msg)](msg)
+                except ActorflowError as exc:
+                    outcomes.append((msg, None, exc))
+                    if careful:
+                        conn.execute("RELEASE op")
+                    continue
+                except Exception as exc:
+                    if not careful:
+                        if isinstance(exc, sqlite3.Error) and _is_operational(exc):
+                            raise  # about the file, not the operation: the whole group fails
+                        raise _OpFailed from exc
+                    if isinstance(exc, sqlite3.Error) and _is_operational(exc):
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    log.exception("journal write %r failed", msg)
+                    outcomes.append((msg, None, JournalError(f"the journal could not store {type(msg).__name__}: {exc}")))
+                    continue
+                if careful:
+                    conn.execute("RELEASE op")
+                outcomes.append((msg, outcome, None))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
     def _batch_failed(self, batch: list[Any], exc: sqlite3.Error) -> None:
         """Fail the writes whose senders wait and can report it; keep the others for a retry."""
         error = JournalError(_describe(self._path, exc))
+        self._after_commit.clear()
+        for msg in batch:
+            if isinstance(msg, m.InsertRun) and msg.admitted is not None:
+                msg.admitted.set_exception(exc_info=(JournalError, error, None))
         self._failures += 1
         keep = []
         for msg in batch:
@@ -548,12 +652,16 @@ class Journal(Actor):
 
     def _insert_run(self, msg: m.InsertRun) -> _Outcome:
         row = msg.row
-        cur = self._conn.execute(_INSERT_RUN, tuple(row.get(c) for c in _RUN_COLUMNS))
+        cur = self._conn.execute(_INSERT_RUN, _run_values(row))
         if cur.rowcount == 0:  # same id (a replayed child start) or same idempotency key
             existing = self._conn.execute(
                 "SELECT id FROM runs WHERE id=? OR idempotency_key=?", (row["id"], row["idempotency_key"])
             ).fetchone()
+            if msg.admitted is not None:
+                self._after_commit.append((msg.admitted, False))
             return existing[0], None, None
+        if msg.admitted is not None:
+            self._after_commit.append((msg.admitted, True))
         self._event(row["id"], row["created_at"], "created", row["parent_id"] and f'{{"parent_id":"{row["parent_id"]}"}}')
         if row["state"] == "running":
             self._event(row["id"], row["created_at"], "started", '{"attempt":1}')
@@ -596,8 +704,8 @@ class Journal(Actor):
         return cur.rowcount > 0
 
     def _step_started(self, msg: m.StepStarted) -> _Outcome:
-        self._upsert_step(msg.run_id, msg.seq, msg.name, "running", attempts=msg.attempt, started_at=msg.at)
-        return None, None, None
+        saved = self._upsert_step(msg.run_id, msg.seq, msg.name, "running", attempts=msg.attempt, started_at=msg.at)
+        return saved, None, None
 
     def _step_attempt_failed(self, msg: m.StepAttemptFailed) -> _Outcome:
         if self._upsert_step(msg.run_id, msg.seq, msg.name, "retrying", error=msg.error, attempts=msg.attempt,

@@ -131,11 +131,16 @@ class Abandon:
 
 @dataclass(frozen=True)
 class InsertRun:
-    """Insert a new run row; answers its id (the existing run's id for a repeated id or idempotency key)."""
+    """Insert a new run row; answers its id (the existing run's id for a repeated id or idempotency key).
+
+    ``admitted`` (for a run inserted as already running) is resolved with True if this
+    insert created the run, False if the run existed already.
+    """
 
     row: Row
     reply_to: pykka.Future[Any] | None = None
     notify: pykka.ActorRef[Any] | None = None
+    admitted: pykka.Future[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,10 @@ class ClaimRun:
 
 @dataclass(frozen=True)
 class StepStarted:
-    """A step attempt begins (recorded so that a recovery knows it was in flight)."""
+    """A step attempt begins (recorded so that a recovery knows it was in flight).
+
+    Answers True, or False when the run has already ended (the step must not run).
+    """
 
     run_id: str
     seq: int
@@ -184,7 +192,7 @@ class StepAttemptFailed:
 class SaveStep:
     """Checkpoint a call's outcome (``completed`` with a result, or ``failed`` with an error).
 
-    Answers True, or False when the run has already ended (the checkpoint is refused).
+    Refused (answers False) when the run has already ended.
     """
 
     run_id: str

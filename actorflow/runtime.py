@@ -23,6 +23,11 @@ from .supervisor import Supervisor
 log = logging.getLogger("actorflow")
 
 
+def _check_id(run_id: object) -> None:
+    if not isinstance(run_id, str):
+        raise TypeError(f"a run id is a str, not {type(run_id).__name__}")
+
+
 class Runtime:
     """An actorflow runtime on one journal file.
 
@@ -75,13 +80,18 @@ class Runtime:
         self.incarnation = "rt_" + new_ulid()
         self._closed = False
         self._lock = threading.Lock()
-        conn = journal.connect(self.path, busy_timeout=busy_timeout, durability=durability)
+        journal.check_folder(self.path)
+        self._ownership = journal.take_ownership(self.path)
         try:
-            reader = journal.connect_reader(self.path, busy_timeout=busy_timeout)
+            conn = journal.connect(self.path, busy_timeout=busy_timeout, durability=durability)
+            try:
+                journal.connect_reader(self.path, busy_timeout=busy_timeout).close()
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
-            conn.close()
+            self._ownership.close()
             raise
-        reader.close()
         self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout)
         self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path)
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
@@ -90,7 +100,7 @@ class Runtime:
         if recover:
             rows = self._journal.ask(m.LoadUnfinished())
             if rows:
-                log.info("actorflow: resuming %d unfinished runs from %s", len(rows), self.path)
+                log.info("resuming %d unfinished runs from %s", len(rows), self.path)
                 self.supervisor.tell(m.Recover(tuple(rows)))
 
     # -- starting ---------------------------------------------------------------------
@@ -182,8 +192,7 @@ class Runtime:
 
     def _row(self, run_id: str) -> m.Row:
         self._check_open()
-        if not isinstance(run_id, str):
-            raise TypeError(f"a run id is a str, not {type(run_id).__name__}")
+        _check_id(run_id)
         row = self._ask(self.registry, m.GetRun(run_id))
         if row is None:
             raise RunNotFound(run_id)
@@ -221,6 +230,7 @@ class Runtime:
 
     def _wait_row(self, run_id: str, timeout: float | None) -> m.Row:
         self._check_open()
+        _check_id(run_id)
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
         future: Reply[Any] = Reply()
@@ -247,6 +257,7 @@ class Runtime:
             RunNotFound: there is no such run in this journal.
         """
         self._check_open()
+        _check_id(run_id)
         future: Reply[Any] = Reply()
         self._tell(self.supervisor, m.CancelRun(run_id, reply_to=future))
         return bool(self._await(future, self.supervisor))
@@ -302,13 +313,14 @@ class Runtime:
                 try:  # flows stop at their next checkpoint; waits for journal answers give up
                     drained.get(timeout=min(2.0, timeout))
                 except pykka.Timeout:
-                    log.warning("actorflow: some flows did not reach a checkpoint; their threads are left to end")
+                    log.warning("some flows did not reach a checkpoint; their threads are left to end")
         finally:
             for ref in (self.supervisor, self._journal, self.registry):
                 try:
                     ref.stop(block=True, timeout=30)
                 except pykka.ActorDeadError:
                     pass
+            self._ownership.close()  # another runtime may open the journal now
 
     def close(self) -> None:
         """Same as :meth:`shutdown` with its default timeout."""

@@ -735,6 +735,9 @@ class JSONSerializer:
                 message names its type and where it sits in the value, e.g.
                 ``[2]['conn']``.
         """
+        kind = type(value)
+        if kind is str or kind is bool or value is None or (kind is int and -(2**63) < value < 2**63):
+            return json.dumps(value, ensure_ascii=False)  # fast path: plain JSON scalars
         try:
             encoded = _Encoder().encode(value, "")
         except RecursionError:
@@ -770,9 +773,11 @@ class JSONSerializer:
             if not isinstance(text, str):
                 raise _DecodeError(f"expected str or bytes, got {_type_name(data)}")
             try:
-                parsed = json.loads(text)
+                parsed = json.loads(text, parse_constant=_reject_constant)
             except ValueError as error:
                 raise _DecodeError(f"invalid JSON ({error})") from error
+            if "$" not in text:  # fast path: no tag anywhere, so plain JSON is the value
+                return parsed
             return _Decoder().decode(parsed)
         except _DecodeError as error:
             raise SerializationError(f"cannot deserialize stored value: {error}") from error
@@ -787,6 +792,10 @@ class JSONSerializer:
 
     def __repr__(self) -> str:
         return "JSONSerializer()"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid in stored JSON")
 
 
 def describe_unserializable(

@@ -226,16 +226,14 @@ def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
     Raises:
         CorruptRecord: a column cannot be decoded (the row was edited or damaged).
     """
-    from .errors import CorruptRecord
+    from .errors import CorruptRecord, SerializerMismatch
     from .journal import parse_ts
     from .serialization import load_error
 
     run_id = row.get("id", "?")
     codec = getattr(serializer, "name", None)
     if row.get("codec") is not None and codec is not None and row["codec"] != codec:
-        raise CorruptRecord(
-            run_id, "codec", f"written with serializer {row['codec']!r}, read with {codec!r}; open the runtime with the same serializer"
-        )
+        raise SerializerMismatch(run_id, row["codec"], codec)
 
     def load(column: str) -> Any:
         data = row.get(column)

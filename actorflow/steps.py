@@ -34,13 +34,14 @@ class StepInfo:
     attempt: int
     started_at: _dt.datetime
     run_id: str
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    _stop: threading.Event | None = field(default=None, repr=False, compare=False)
     _run_cancel: threading.Event | None = field(default=None, repr=False, compare=False)
 
     @property
     def cancelled(self) -> bool:
         """True once the step timed out or its run was cancelled: a long step should stop."""
-        return self._stop.is_set() or (self._run_cancel is not None and self._run_cancel.is_set())
+        stop, run = self._stop, self._run_cancel
+        return (stop is not None and stop.is_set()) or (run is not None and run.is_set())
 
 
 _current_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar("actorflow_step", default=None)

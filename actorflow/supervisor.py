@@ -140,8 +140,9 @@ class Supervisor(Actor):
             if row["timeout"]:
                 row["deadline"] = _dt.datetime.fromisoformat(row["created_at"]) + _dt.timedelta(seconds=row["timeout"])
                 row["deadline"] = row["deadline"].isoformat(timespec="microseconds")
-            self._journal.tell(m.InsertRun(row, reply_to=reply_to))
-            self._spawn(row, inserted=reply_to)
+            admitted: Reply[bool] = Reply()
+            self._journal.tell(m.InsertRun(row, reply_to=reply_to, admitted=admitted))
+            self._spawn(row, inserted=admitted)
         else:
             self._journal.tell(m.InsertRun(row, reply_to=reply_to, notify=self.actor_ref))
 
@@ -191,6 +192,8 @@ class Supervisor(Actor):
             "idempotency_key": key,
             "attempt": 0,
             "cancel_requested": 0,
+            "owner": None,
+            "started_at": None,
             "timeout": timeout,
             "deadline": None,
             "created_at": at,
@@ -224,6 +227,14 @@ class Supervisor(Actor):
 
     def _admit(self, row: m.Row) -> None:
         if self._closing or row["id"] in self._running:
+            return
+        codec = getattr(self._serializer, "name", type(self._serializer).__name__)
+        if row.get("codec") != codec:
+            log.error(
+                "run %s was stored with serializer %r but this runtime uses %r: left as it is; "
+                "open the journal with the serializer it was written with to resume it",
+                row["id"], row.get("codec"), codec,
+            )  # fmt: skip
             return
         if len(self._running) < self._concurrency:
             self._spawn(row)

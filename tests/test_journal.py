@@ -242,9 +242,19 @@ def test_pluggable_serializer_and_a_mismatch_is_reported(db_path: str) -> None:
     with actorflow.Runtime(db_path, serializer=PickleSerializer()) as rt:
         run = rt.start(flows.echo, (1, 2), {"a": {3}})
         assert run.result(timeout=10) == {"args": ((1, 2), {"a": {3}}), "kwargs": {}}
-    with actorflow.Runtime(db_path) as rt:
-        with pytest.raises(actorflow.CorruptRecord, match="pickle"):
+        unfinished = rt.start(flows.loop_until_cancelled, "other-codec")
+        assert arrived("other-codec").wait(10)
+        rt.shutdown(timeout=0.05)
+    gate("other-codec").set()
+    with actorflow.Runtime(db_path) as rt:  # the default serializer: JSON
+        with pytest.raises(actorflow.SerializerMismatch, match="'pickle'") as info:
             rt.status(run.id)
+        assert isinstance(info.value, actorflow.JournalError) and info.value.run_id == run.id
+    with actorflow.inspect(db_path, serializer=PickleSerializer()) as view:
+        # not resumed (and so not failed) by the runtime that could not read it
+        assert view.status(unfinished.id).state is actorflow.State.RUNNING
+    with actorflow.Runtime(db_path, serializer=PickleSerializer()) as rt:
+        assert rt.result(unfinished.id, timeout=10) == "not cancelled"
 
 
 def test_inspect_reads_a_journal_a_live_runtime_owns(rt: actorflow.Runtime) -> None:
@@ -266,3 +276,26 @@ def test_inspect_reads_a_journal_a_live_runtime_owns(rt: actorflow.Runtime) -> N
         assert held.result(timeout=10) is None
         assert rt.start(flows.add, 1, 1).result(timeout=10) == 2
         assert len(view.list_runs()) == 3
+
+
+def test_a_second_runtime_on_an_open_journal_is_refused(db_path: str) -> None:
+    with actorflow.Runtime(db_path) as rt:
+        run = rt.start(flows.add, 1, 2)
+        with pytest.raises(actorflow.JournalError, match="already open in another Runtime"):
+            actorflow.Runtime(db_path)
+        child = run_child(f"import actorflow; actorflow.Runtime({db_path!r})")
+        _, err = child.communicate(timeout=30)
+        assert "already open in another Runtime" in err
+        assert run.result(timeout=10) == 3
+    with actorflow.Runtime(db_path) as rt:  # free again once the first one shut down
+        assert rt.result(run.id, timeout=10) == 3
+
+
+def test_a_repeated_run_id_never_executes_the_flow_twice(rt: actorflow.Runtime, tmp_path: Path) -> None:
+    log = str(tmp_path / "log")
+    first = rt.supervisor.ask(StartRun(flows.record, args=(log, 1), run_id="run_fixed"))
+    assert rt.result(first, timeout=10) == 1
+    again = rt.supervisor.ask(StartRun(flows.record, args=(log, 2), run_id="run_fixed"))
+    assert again == "run_fixed" and rt.result(again, timeout=10) == 1
+    assert rt.start(flows.add, 0, 0).result(timeout=10) == 0  # whatever ran has ended
+    assert Path(log).read_text().count("run_fixed") == 1
