@@ -39,7 +39,7 @@ class Actor(pykka.ThreadingActor):
     use_daemon_thread: ClassVar[bool] = True
 
     @staticmethod
-    def _create_actor_inbox() -> _Inbox:  # type: ignore[override]
+    def _create_actor_inbox() -> _Inbox:
         return _Inbox()
 
     def _asked(self) -> bool:

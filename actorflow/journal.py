@@ -1,9 +1,11 @@
 """The journal: the SQLite file that holds everything that must survive a crash.
 
 One :class:`Journal` actor owns the only write connection. Writers send it messages
-(:mod:`actorflow.messages`) and it commits them in groups: each write is queued, and the
-first write of a group sends the actor a :class:`~actorflow.messages.Flush` to itself, so
-every write that arrives while a commit is under way goes into the next transaction.
+(:mod:`actorflow.messages`) and it commits them in groups: each write is queued, and
+while more messages wait in the actor's inbox it keeps collecting; the write that finds
+the inbox empty commits the whole group as one transaction. So every write that arrives
+while a commit is under way goes into the next transaction, and a lone write is
+committed at once.
 Only after the commit does it answer the writers' futures and report the changes to the
 registry, so nothing is visible outside before it is durable.
 
@@ -184,15 +186,15 @@ def take_ownership(path: str) -> IO[str]:
 def _create_schema(conn: sqlite3.Connection) -> None:
     db = sqlite_utils.Database(conn)
     if "meta" not in db.table_names():
-        db["meta"].create({"key": str, "value": str}, pk="key")
-        db["meta"].insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
+        db.table("meta").create({"key": str, "value": str}, pk="key")
+        db.table("meta").insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
     version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     if version is None or int(version[0]) > SCHEMA_VERSION:
         raise JournalError(
             f"the journal was written by a newer actorflow (schema {version and version[0]}); "
             f"this one reads schema {SCHEMA_VERSION}: upgrade actorflow"
         )
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": str,
             "flow": str,
@@ -224,18 +226,18 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         defaults={"attempt": 0, "recoveries": 0, "cancel_requested": 0},
         if_not_exists=True,
     )
-    db["runs"].create_index(["idempotency_key"], unique=True, if_not_exists=True)
-    db["runs"].create_index(["state"], if_not_exists=True)
-    db["runs"].create_index(["parent_id"], if_not_exists=True)
-    db["runs"].create_index(["flow"], if_not_exists=True)
-    db["events"].create(
+    db.table("runs").create_index(["idempotency_key"], unique=True, if_not_exists=True)
+    db.table("runs").create_index(["state"], if_not_exists=True)
+    db.table("runs").create_index(["parent_id"], if_not_exists=True)
+    db.table("runs").create_index(["flow"], if_not_exists=True)
+    db.table("events").create(
         {"seq": int, "run_id": str, "at": str, "kind": str, "detail": str},
         pk="seq",
         not_null={"run_id", "at", "kind"},
         if_not_exists=True,
     )
-    db["events"].create_index(["run_id"], if_not_exists=True)
-    db["steps"].create(
+    db.table("events").create_index(["run_id"], if_not_exists=True)
+    db.table("steps").create(
         {
             "run_id": str,
             "seq": int,
@@ -325,7 +327,8 @@ def list_rows(
     limit: int = 100,
 ) -> list[m.Row]:
     """Rows of runs matching the filters, newest first."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if state is not None:
         where.append("state=?")
         params.append(state)
@@ -441,6 +444,7 @@ _INSERT_RUN = (
 )
 _run_values = operator.itemgetter(*_RUN_COLUMNS)
 _INSERT_EVENT = "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)"
+_INSERT_TWO_EVENTS = "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
 _FAIL_FAST = (m.InsertRun, m.RequestCancel)
 
 # what an applied write leaves to do after the commit: (result for reply_to, change for the
@@ -506,9 +510,10 @@ class Journal(Actor):
             return None
         if type(message) in self._handlers:
             self._pending.append(message)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self.actor_ref.tell(m.Flush())
+            # group commit: while more messages wait in the inbox, keep collecting; the
+            # write that finds the inbox empty commits the whole group
+            if self.actor_inbox.empty():
+                self._flush()
             return None
         if isinstance(message, m.LoadUnfinished):
             if self._pending:
@@ -544,11 +549,11 @@ class Journal(Actor):
         if self._commits % 64 == 0 and self._checkpointer is not None:
             self._checkpointer.request()
         changes = []
-        for msg, outcome, exc in outcomes:
+        for msg, outcome, failure in outcomes:
             reply_to = getattr(msg, "reply_to", None)
-            if exc is not None:
+            if failure is not None:
                 if reply_to is not None:
-                    reply_to.set_exception(exc_info=(type(exc), exc, exc.__traceback__))
+                    reply_to.set_exception(exc_info=(type(failure), failure, failure.__traceback__))
                 continue
             assert outcome is not None
             result, change, tell = outcome
@@ -662,9 +667,12 @@ class Journal(Actor):
             return existing[0], None, None
         if msg.admitted is not None:
             self._after_commit.append((msg.admitted, True))
-        self._event(row["id"], row["created_at"], "created", row["parent_id"] and f'{{"parent_id":"{row["parent_id"]}"}}')
-        if row["state"] == "running":
-            self._event(row["id"], row["created_at"], "started", '{"attempt":1}')
+        detail = row["parent_id"] and json.dumps({"parent_id": row["parent_id"]})
+        if row["state"] == "running":  # admitted at once: created and started in one statement
+            self._conn.execute(_INSERT_TWO_EVENTS, (row["id"], row["created_at"], "created", detail,
+                                                    row["id"], row["created_at"], "started", '{"attempt":1}'))  # fmt: skip
+        else:
+            self._event(row["id"], row["created_at"], "created", detail)
         tell = (msg.notify, m.RunCommitted(row)) if msg.notify is not None else None
         return row["id"], (row["id"], row), tell
 

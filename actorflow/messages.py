@@ -266,7 +266,7 @@ class LoadUnfinished:
 
 @dataclass(frozen=True)
 class Flush:
-    """Journal → itself: commit every write received so far, as one transaction."""
+    """Ask the journal to commit every write it holds now (it does so by itself when idle)."""
 
 
 # --------------------------------------------------------------------------------------

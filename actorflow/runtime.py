@@ -13,7 +13,7 @@ from . import journal
 from . import messages as m
 from ._future import Reply
 from ._ids import new_ulid
-from .errors import ActorflowError, RunCancelled, RunFailed, RunNotFound, RunTimedOut, RuntimeClosed
+from .errors import ActorflowError, RunCancelled, RunFailed, RunNotFound, RuntimeClosed, RunTimedOut
 from .handle import RunHandle
 from .registry import Registry
 from .serialization import JSONSerializer, Serializer, load_error
@@ -98,7 +98,7 @@ class Runtime:
             self._journal, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0, max_recoveries
         )
         if recover:
-            rows = self._journal.ask(m.LoadUnfinished())
+            rows: list[m.Row] = self._journal.ask(m.LoadUnfinished())  # type: ignore[assignment]
             if rows:
                 log.info("resuming %d unfinished runs from %s", len(rows), self.path)
                 self.supervisor.tell(m.Recover(tuple(rows)))
@@ -311,7 +311,7 @@ class Runtime:
             except pykka.Timeout:
                 self.supervisor.tell(m.Abandon())
                 try:  # flows stop at their next checkpoint; waits for journal answers give up
-                    drained.get(timeout=min(2.0, timeout))
+                    drained.get(timeout=min(2.0, timeout if timeout is not None else 2.0))
                 except pykka.Timeout:
                     log.warning("some flows did not reach a checkpoint; their threads are left to end")
         finally:

@@ -20,12 +20,12 @@ from typing import Any
 import pykka
 
 from . import messages as m
-from ._future import Reply
 from ._actor import Actor
+from ._future import Reply
 from ._ids import new_run_id
 from ._pool import WorkerPool
 from .context import RunControl
-from .errors import RunTimedOut, RuntimeClosed, SerializationError
+from .errors import RuntimeClosed, RunTimedOut, SerializationError
 from .execution import Execution
 from .flows import flow_name, flow_timeout, run_options
 from .journal import now_iso

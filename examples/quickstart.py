@@ -32,7 +32,7 @@ def charge(ctx: actorflow.Context, card: str) -> str:
 @actorflow.flow
 def crunch(ctx: actorflow.Context, chunks: int) -> int:
     done = 0
-    for i in range(chunks):
+    for _ in range(chunks):
         time.sleep(0.05)  # stands for real work
         done += 1
         ctx.progress({"chunks_done": done})  # a checkpoint: a cancelled run stops here

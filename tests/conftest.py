@@ -10,6 +10,7 @@ import pykka
 import pytest
 
 import actorflow
+from tests.helpers import kill_children
 
 
 def actorflow_threads() -> list[threading.Thread]:
@@ -40,6 +41,7 @@ def _no_actor_left() -> Iterator[None]:
     flows.reached.clear()
     flows.calls.clear()
     yield
+    kill_children()
     left = pykka.ActorRegistry.get_all()
     pykka.ActorRegistry.stop_all(block=True, timeout=5)
     assert not left, f"actors left running after the test: {left}"

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
 import sqlite3
-import shutil
-import subprocess
-import sys
 import tempfile
-import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,17 +19,7 @@ import actorflow
 from actorflow.messages import CancelRun, StartRun
 from tests import flows
 from tests.flows import arrived, gate
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_child(code: str, *, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
-    """Start a Python subprocess running ``code`` with the repository importable."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
-    )  # fmt: skip
+from tests.helpers import run_child
 
 
 def test_reopening_after_a_normal_shutdown_shows_every_run(db_path: str) -> None:

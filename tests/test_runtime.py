@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import actorflow
-from actorflow.messages import StartRun
 from tests import flows
 from tests.conftest import actorflow_threads
 from tests.flows import Boom, Order, arrived, gate

@@ -15,7 +15,7 @@ import pytest
 import actorflow
 from tests import flows
 from tests.flows import arrived, calls, gate
-from tests.test_journal import run_child
+from tests.helpers import run_child
 
 
 def test_a_step_outside_a_run_is_a_plain_call() -> None:

@@ -1,0 +1,38 @@
+"""Helpers shared by the tests: subprocesses for the crash tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+_children: list[subprocess.Popen[str]] = []
+
+
+def run_child(code: str, *, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+    """Start a Python subprocess running ``code`` with the repository importable.
+
+    Children still alive when the test ends (it failed or timed out) are killed.
+    """
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+    )  # fmt: skip
+    _children.append(child)
+    return child
+
+
+def kill_children() -> None:
+    """Kill the children of the test that are still alive (it failed or timed out)."""
+    while _children:
+        child = _children.pop()
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
