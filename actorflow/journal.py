@@ -63,11 +63,7 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
-def parse_ts(text: str | None) -> _dt.datetime | None:
-    """Parse a journal timestamp back into a timezone-aware UTC datetime."""
-    if text is None:
-        return None
-    return _dt.datetime.fromisoformat(text)
+from .status import parse_ts as parse_ts  # noqa: E402 - re-exported: the journal timestamps
 
 
 # ---------------------------------------------------------------------------- opening

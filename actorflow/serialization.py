@@ -736,13 +736,13 @@ class JSONSerializer:
                 ``[2]['conn']``.
         """
         kind = type(value)
-        if kind is str or kind is bool or value is None or (kind is int and -(2**63) < value < 2**63):
-            return json.dumps(value, ensure_ascii=False)  # fast path: plain JSON scalars
+        if (kind is str and _is_utf8(value)) or kind is bool or value is None or (kind is int and -(2**63) < value < 2**63):
+            return _ENCODE(value)  # fast path: plain JSON scalars
         try:
             encoded = _Encoder().encode(value, "")
         except RecursionError:
             encoded = self._pickle_whole(value)
-        return json.dumps(encoded, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _ENCODE(encoded)
 
     @staticmethod
     def _pickle_whole(value: Any) -> Any:
@@ -773,7 +773,7 @@ class JSONSerializer:
             if not isinstance(text, str):
                 raise _DecodeError(f"expected str or bytes, got {_type_name(data)}")
             try:
-                parsed = json.loads(text, parse_constant=_reject_constant)
+                parsed = _DECODE(text)
             except ValueError as error:
                 raise _DecodeError(f"invalid JSON ({error})") from error
             if "$" not in text:  # fast path: no tag anywhere, so plain JSON is the value
@@ -796,6 +796,11 @@ class JSONSerializer:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid in stored JSON")
+
+
+# json.dumps/loads with options build a new encoder/decoder on every call: keep one of each
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 
 def describe_unserializable(

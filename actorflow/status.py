@@ -8,7 +8,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .serialization import ErrorInfo
+from .errors import CorruptRecord, SerializerMismatch
+from .serialization import ErrorInfo, load_error
+
+
+def parse_ts(text: str | None) -> _dt.datetime | None:
+    """Parse a journal timestamp back into a timezone-aware UTC datetime."""
+    if text is None:
+        return None
+    return _dt.datetime.fromisoformat(text)
 
 
 class State(str, enum.Enum):
@@ -195,10 +203,6 @@ def steps_from_rows(run_id: str, rows: Iterable[dict[str, Any]]) -> StepList:
     Raises:
         CorruptRecord: a row cannot be decoded.
     """
-    from .errors import CorruptRecord
-    from .journal import parse_ts
-    from .serialization import load_error
-
     out = StepList()
     for row in rows:
         try:
@@ -226,10 +230,6 @@ def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
     Raises:
         CorruptRecord: a column cannot be decoded (the row was edited or damaged).
     """
-    from .errors import CorruptRecord, SerializerMismatch
-    from .journal import parse_ts
-    from .serialization import load_error
-
     run_id = row.get("id", "?")
     codec = getattr(serializer, "name", None)
     if row.get("codec") is not None and codec is not None and row["codec"] != codec:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from .context import _current as _current_run
 from .errors import ActorflowError
 from .retry import DEFAULT_STEP_RETRY, Retry, as_retry
 
@@ -86,9 +87,7 @@ class Step:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .context import _current
-
-        ctx = _current.get()
+        ctx = _current_run.get()
         if ctx is None or _current_step.get() is not None:
             return self.fn(*args, **kwargs)
         return ctx._execution.run_step(self, args, kwargs)
