@@ -31,6 +31,23 @@ class Ended(BaseException):
     """
 
 
+class Flag:
+    """A flag set once and read often; cheaper than a ``threading.Event`` where nobody waits on it."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Set the flag (thread-safe: a plain attribute store)."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """True once :meth:`set` was called."""
+        return self._set
+
+
 class RunControl:
     """The flags the supervisor shares with an executing run (thread-safe).
 
@@ -44,12 +61,12 @@ class RunControl:
     __slots__ = ("abandon", "cancel", "interrupt", "timed_out")
 
     def __init__(self) -> None:
-        self.cancel = threading.Event()
-        self.abandon = threading.Event()
-        self.timed_out = threading.Event()
+        self.cancel = Flag()
+        self.abandon = Flag()
+        self.timed_out = Flag()
         self.interrupt = threading.Event()
 
-    def set(self, flag: threading.Event) -> None:
+    def set(self, flag: Flag) -> None:
         """Set ``flag`` (one of this control's events) and wake the run."""
         flag.set()
         self.interrupt.set()
