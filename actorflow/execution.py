@@ -41,6 +41,7 @@ from .steps import Step, StepInfo, _current_step
 log = logging.getLogger("actorflow")
 
 _WAIT_SLICE = 0.25  # how often a blocked execution looks at its abandon flag
+_IMMUTABLE = frozenset({int, str, float, bool, type(None), bytes})
 _step_threads = itertools.count(1)
 
 
@@ -293,7 +294,9 @@ class Execution(Actor):
             self.send(m.SaveStep(self.run_id, seq, step.name, "completed", attempt, now_iso(), result=data, started_at=started))
             self.checkpoints[seq] = {"name": step.name, "state": "completed", "result": data}
             self.checkpoint()
-            return self.serializer.loads(data)
+            if type(value) in _IMMUTABLE:  # already a copy in effect: skip the decode
+                return value
+            return self.serializer.loads(data)  # pass by value: the flow gets its own copy
 
     def _call(self, step: Step, info: StepInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Call the step's function once, as the step ``info`` (in another thread if it has a timeout)."""

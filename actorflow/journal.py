@@ -755,18 +755,23 @@ class Journal(Actor):
 
     def _finish_run(self, msg: m.FinishRun) -> _Outcome:
         overridable = msg.state in ("completed", "failed")
-        row = self._returning(
+        row = self._conn.execute(
             "UPDATE runs SET "
             "state = CASE WHEN cancel_requested=1 AND ? THEN 'cancelled' ELSE ? END, "
             "result = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
             "error = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
-            f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
+            f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING state",
             (overridable, msg.state, overridable, msg.result, overridable, msg.error, msg.at, msg.at, msg.run_id),
-        )
+        ).fetchone()
         if row is None:
             return False, None, None
-        self._event(msg.run_id, msg.at, row["state"])
-        return True, (msg.run_id, row), None
+        state = row[0]
+        self._event(msg.run_id, msg.at, state)
+        if state != msg.state:  # a cancel requested earlier decided it
+            change = {"state": state, "result": None, "error": None, "completed_at": msg.at, "updated_at": msg.at}
+        else:
+            change = {"state": state, "result": msg.result, "error": msg.error, "completed_at": msg.at, "updated_at": msg.at}
+        return True, (msg.run_id, change), None
 
     def _request_cancel(self, msg: m.RequestCancel) -> _Outcome:
         row = self._returning(
