@@ -16,6 +16,7 @@ and restarts, and anyone holding the id can inspect it, wait for it, or cancel i
 """
 
 from . import messages
+from .children import Child, ChildHandle, ChildOutcome, await_result, parent_flow, sequence
 from .context import Context, current_run
 from .errors import (
     ActorflowError,
@@ -43,7 +44,7 @@ from .inspection import JournalView, inspect
 from .retry import Retry
 from .runtime import Runtime
 from .serialization import ErrorInfo, JSONSerializer, Serializer
-from .status import RunList, RunStatus, State, StepList, StepStatus
+from .status import RunList, RunStatus, RunTree, State, StepList, StepStatus
 from .steps import Step, StepInfo, current_step, step
 
 __version__ = "0.1.0"
@@ -51,6 +52,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorflowError",
     "Cancelled",
+    "Child",
+    "ChildHandle",
+    "ChildOutcome",
     "Context",
     "CorruptRecord",
     "ErrorInfo",
@@ -71,6 +75,7 @@ __all__ = [
     "RunNotFound",
     "RunStatus",
     "RunTimedOut",
+    "RunTree",
     "Runtime",
     "RuntimeClosed",
     "SerializationError",
@@ -83,10 +88,13 @@ __all__ = [
     "StepList",
     "StepStatus",
     "StepTimeout",
+    "await_result",
     "current_run",
     "current_step",
     "flow",
     "inspect",
     "messages",
+    "parent_flow",
+    "sequence",
     "step",
 ]

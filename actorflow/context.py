@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ActorflowError, Cancelled
 
 if TYPE_CHECKING:
+    from .children import ChildHandle
     from .execution import Execution
 
 
@@ -140,6 +141,47 @@ class Context:
 
         step = fn if isinstance(fn, Step) else Step(fn)
         return self._execution.run_step(step, args, kwargs)
+
+    def start(self, flow: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ChildHandle:
+        """Start a child run of ``flow`` and return its handle once it is committed.
+
+        The child runs in parallel; wait for it with ``handle.result()``,
+        :meth:`gather` or :meth:`wait_first`. Its id is derived from this run's id and
+        the call's position, so a replay finds the same child instead of starting
+        another. When this run ends, or is cancelled, its unfinished children are
+        cancelled, unless started detached: ``ctx.start(flow.options(detached=True), ...)``.
+
+        Raises:
+            SerializationError: an argument cannot be stored.
+        """
+        from .children import ChildHandle
+
+        return ChildHandle(self._execution, self._execution.start_child(flow, args, kwargs))
+
+    def gather(self, *handles: ChildHandle | str, return_exceptions: bool = False, timeout: float | None = None) -> list[Any]:
+        """Wait for every run and return their results, in order.
+
+        Args:
+            *handles: child handles (from :meth:`start`) or run ids.
+            return_exceptions: False (default): the first run to fail raises here, as
+                :class:`~actorflow.RunFailed` (or ``RunCancelled``/``RunTimedOut``) with
+                the run's id, without waiting for the others. True: wait for all and
+                return each result or its error in its place (all-settled).
+            timeout: seconds to wait at most; then :class:`TimeoutError` (the runs go on).
+        """
+        from .children import gather
+
+        return gather(self._execution, handles, return_exceptions, timeout)
+
+    def wait_first(self, *handles: ChildHandle | str, timeout: float | None = None) -> tuple[Any, Any]:
+        """Wait for the first of the runs to end; return ``(its handle, its result or error)``.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        from .children import wait_first
+
+        return wait_first(self._execution, handles, timeout)
 
     def now(self) -> _dt.datetime:
         """The current UTC time, checkpointed: a replay gets the same value."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import datetime as _dt
 import itertools
+import json
 import logging
 import threading
 import time
@@ -30,10 +31,11 @@ import pykka
 from . import messages as m
 from ._actor import Actor
 from ._future import Reply
+from ._ids import child_run_id
 from ._pool import WorkerPool
 from .context import Abandoned, Context, Ended, RunControl, _reset_current, _set_current
 from .errors import ActorflowError, Cancelled, FatalError, NonDeterminismError, SerializationError, StepTimeout
-from .flows import flow_retry
+from .flows import flow_name, flow_retry
 from .journal import now_iso, parse_ts
 from .serialization import ErrorInfo, Serializer, describe_unserializable, dump_error, error_info, load_error, load_flow
 from .steps import Step, StepInfo, _current_step
@@ -43,6 +45,17 @@ log = logging.getLogger("actorflow")
 _WAIT_SLICE = 0.25  # how often a blocked execution looks at its abandon flag
 _IMMUTABLE = frozenset({int, str, float, bool, type(None), bytes})
 _step_threads = itertools.count(1)
+
+
+class Passivate(BaseException):
+    """Raised inside a flow that gives up its actor while it waits; the run resumes by replay."""
+
+    def __init__(self, wait: int, wake_at: float | None, run_ids: tuple[str, ...], mode: str) -> None:
+        super().__init__(wait)
+        self.wait = wait
+        self.wake_at = wake_at
+        self.run_ids = run_ids
+        self.mode = mode
 
 
 class StepFailed(ActorflowError):
@@ -78,11 +91,14 @@ class Execution(Actor):
         row: the run's row (committed, or being inserted: see ``inserted``).
         journal: the journal actor.
         supervisor: the supervisor actor (told when this actor ends).
+        registry: the registry actor (asked to tell when awaited runs end).
         serializer: the runtime's serializer.
         control: the flags shared with the supervisor (cancel, abandon, timeout).
         owner: the incarnation id of the runtime, recorded as the run's owner.
         pool: the worker threads the actor's loop runs on.
         max_recoveries: a run recovered more often than this fails instead of executing.
+        pressure: the supervisor's count of runs queued for a slot.
+        passivate_after: seconds a wait may hold the thread before the run passivates.
         inserted: for a run admitted as it was started, the future resolved once its
             insert is committed (True) or found to repeat an existing run (False); the
             actor waits for it before doing anything. None for a committed run.
@@ -93,14 +109,22 @@ class Execution(Actor):
         row: m.Row,
         journal: pykka.ActorRef[Any],
         supervisor: pykka.ActorRef[Any],
+        registry: pykka.ActorRef[Any],
         serializer: Serializer,
         control: RunControl,
         owner: str,
         pool: WorkerPool,
         max_recoveries: int,
+        pressure: Any,
+        passivate_after: float,
         inserted: pykka.Future[Any] | None = None,
     ) -> None:
         super().__init__()
+        self.registry = registry
+        self.pressure = pressure
+        self.passivate_after = passivate_after
+        self.has_children = False
+        self.passivated: Passivate | None = None
         self._pool = pool
         self._inserted = inserted
         self.row = row
@@ -131,8 +155,12 @@ class Execution(Actor):
         except Exception:
             log.exception("run %s: the execution actor failed", self.run_id)
         finally:
+            p = self.passivated
             try:
-                self.supervisor.tell(m.RunEnded(self.run_id))
+                if p is not None:
+                    self.supervisor.tell(m.Passivated(self.run_id, p.wait, p.wake_at))
+                else:
+                    self.supervisor.tell(m.RunEnded(self.run_id))
             except pykka.ActorDeadError:
                 pass
             self.stop()
@@ -192,8 +220,9 @@ class Execution(Actor):
         self.send(m.SaveProgress(self.run_id, data, now_iso()))
 
     def finish(self, state: str, *, result: Any = None, error: str | None = None) -> None:
-        """Send the terminal state of the run."""
-        self.send(m.FinishRun(self.run_id, state, now_iso(), result=result, error=error))
+        """Send the terminal state of the run (which cancels its unfinished children, if it started any)."""
+        cascade = self.supervisor if self.has_children else None
+        self.send(m.FinishRun(self.run_id, state, now_iso(), result=result, error=error, cascade=cascade))
 
     # -- replay -----------------------------------------------------------------------
 
@@ -224,6 +253,95 @@ class Execution(Actor):
         self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
         self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data, started_at=at))
         return value
+
+    # -- child runs and waits ---------------------------------------------------------
+
+    def start_child(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Start (or, on replay, find) the child run at this position; returns its id once committed."""
+        name = "start:" + flow_name(fn)
+        seq, saved = self._next(name)
+        self.has_children = True
+        if saved is not None and saved["state"] == "completed":
+            return str(self.serializer.loads(saved["result"]))
+        # the child's id is derived from this position: a replay finds the same run
+        child_id = child_run_id(self.run_id, seq)
+        reply: Reply[Any] = Reply()
+        try:
+            self.supervisor.tell(m.StartRun(fn, tuple(args), kwargs, parent_id=self.run_id, run_id=child_id, reply_to=reply))
+        except pykka.ActorDeadError:
+            raise Abandoned from None
+        run_id = str(self.await_(reply))
+        at = now_iso()
+        self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=self.serializer.dumps(run_id), started_at=at))
+        self.checkpoints[seq] = {"name": name, "state": "completed", "result": self.serializer.dumps(run_id)}
+        return run_id
+
+    def wait_runs(self, run_ids: tuple[str, ...], mode: str, timeout: float | None, name: str) -> dict[str, m.Row]:
+        """Wait (durably) until ``run_ids`` settle per ``mode``; returns the final rows that decide.
+
+        The decision (which runs settled, or that the timeout passed) is checkpointed, so a
+        replay takes the same one. While waiting the run holds its thread for at most
+        ``passivate_after`` seconds (none while other runs are queued for a slot); then it
+        passivates: it gives up its actor, and the registry has the supervisor resume it
+        by replay once the runs have settled.
+
+        Raises:
+            TimeoutError: ``timeout`` passed first (the runs are not affected).
+        """
+        seq, saved = self._next(name)
+        if saved is not None and saved["state"] == "completed":
+            decision = self.serializer.loads(saved["result"])
+            if decision.get("timed_out"):
+                raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
+            rows: Any = self.registry.ask(m.GetRuns(tuple(decision["ids"])))
+            return dict(rows)
+        deadline = _ts(saved.get("retry_at")) if saved is not None else None
+        if saved is None:
+            deadline = time.time() + timeout if timeout is not None else None
+            started = now_iso()
+            self.ask(lambda reply: m.StepStarted(self.run_id, seq, name, 1, started,
+                                                 wake_at=_iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
+        reply: Reply[Any] = Reply()
+        self.registry.tell(m.AwaitRuns(self.run_id, seq, run_ids, mode, reply, self.supervisor))
+        began = time.monotonic()
+        settled: dict[str, m.Row] | None = None
+        while settled is None:
+            if deadline is not None and time.time() >= deadline:
+                break
+            wait = _WAIT_SLICE / 10 if deadline is None else max(0.0, min(_WAIT_SLICE / 10, deadline - time.time()))
+            try:
+                settled = reply.get(timeout=wait)
+            except pykka.Timeout:
+                self.checkpoint()
+                if self.pressure.queued > 0 or time.monotonic() - began >= self.passivate_after:
+                    raise Passivate(seq, deadline, run_ids, mode) from None
+        at = now_iso()
+        if settled is None:
+            data = self.serializer.dumps({"timed_out": True})
+            self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data))
+            self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
+            raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
+        ids = self._decide(run_ids, mode, settled)
+        data = self.serializer.dumps({"ids": ids})
+        self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data))
+        self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
+        return {i: settled[i] for i in ids}
+
+    @staticmethod
+    def _decide(run_ids: tuple[str, ...], mode: str, settled: dict[str, m.Row]) -> list[str]:
+        """Which settled runs decide the wait: all of them, the first failure, or the first to end."""
+        order = {run_id: i for i, run_id in enumerate(run_ids)}
+
+        def earliest(ids: list[str]) -> str:
+            return min(ids, key=lambda i: (settled[i].get("completed_at") or "", order[i]))
+
+        if mode == "first":
+            return [earliest(list(settled))]
+        if mode == "all_or_failure":
+            failed = [i for i, row in settled.items() if row["state"] != "completed"]
+            if failed:
+                return [earliest(failed)]
+        return list(dict.fromkeys(run_ids))
 
     # -- steps ------------------------------------------------------------------------
 
@@ -403,6 +521,12 @@ class Execution(Actor):
                 self.seq = 0
                 try:
                     value = fn(ctx, *args, **kwargs)
+                except Passivate as wait:
+                    # give up the actor; the registry wakes the run when what it waits for is done
+                    waiting_for = json.dumps({"mode": wait.mode, "runs": list(wait.run_ids[:10]), "count": len(wait.run_ids)})
+                    self.send(m.SetWaiting(self.run_id, waiting_for, _iso(wait.wake_at) if wait.wake_at else None, now_iso()))
+                    self.passivated = wait
+                    return
                 except (Abandoned, Ended):
                     raise
                 except BaseException as exc:  # noqa: BLE001 - even SystemExit in a flow is its outcome

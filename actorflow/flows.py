@@ -49,7 +49,13 @@ class Flow:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
-    def options(self, *, metadata: Mapping[str, Any] | None = None, idempotency_key: str | None = None) -> Flow:
+    def options(
+        self,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        detached: bool | None = None,
+    ) -> Flow:
         """Return this flow with options for the runs started from it.
 
         Options are kept apart from the flow's own arguments, so a flow may have a
@@ -61,6 +67,8 @@ class Flow:
             metadata: a dict stored with the run and shown in its status.
             idempotency_key: a second start with the same key returns the existing run
                 instead of starting another.
+            detached: for a child run (``ctx.start``): it outlives its parent instead of
+                being cancelled when the parent ends or is cancelled.
 
         Returns:
             A new :class:`Flow`; this one is unchanged.
@@ -74,6 +82,8 @@ class Flow:
             options["metadata"] = dict(metadata)
         if idempotency_key is not None:
             options["idempotency_key"] = idempotency_key
+        if detached is not None:
+            options["detached"] = bool(detached)
         return Flow(self.fn, name=self.name, retries=self.retries, timeout=self.timeout, run_options=options)
 
     def __repr__(self) -> str:

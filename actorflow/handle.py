@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .status import RunStatus, StepList, status_table
+from .status import RunStatus, RunTree, StepList, status_table
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -63,6 +63,10 @@ class RunHandle:
             TimeoutError: the run did not end in time (the run is unaffected).
         """
         return self._rt.result(self.id, timeout=timeout)
+
+    def tree(self) -> RunTree:
+        """The run and its descendants with their states; prints as an indented table."""
+        return self._rt.tree(self.id)
 
     def cancel(self) -> bool:
         """Cancel the run. True if this call cancelled it, False if it had already finished."""

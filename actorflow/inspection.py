@@ -6,9 +6,9 @@ import threading
 from typing import Any
 
 from . import journal
-from .errors import RunCancelled, RunFailed, RunNotFound, RunTimedOut
-from .serialization import JSONSerializer, Serializer, load_error
-from .status import RunList, RunStatus, State, StepList, format_table, status_from_row, steps_from_rows
+from .errors import RunNotFound
+from .serialization import JSONSerializer, Serializer
+from .status import RunList, RunStatus, RunTree, State, StepList, format_table, result_from_row, status_from_row, steps_from_rows
 
 
 class JournalView:
@@ -52,20 +52,16 @@ class JournalView:
         Raises:
             RunNotFound: no such run.
             RunFailed / RunCancelled / RunTimedOut: how the run ended.
-            LookupError: the run has not finished yet.
+            LookupError: the run has not finished yet (this view does not wait).
         """
-        row = self._row(run_id)
-        status = status_from_row(row, self.serializer)
-        if status.state is State.COMPLETED:
-            return status.result
-        if status.state is State.CANCELLED:
-            raise RunCancelled(f"run {run_id} was cancelled", run_id=run_id)
-        if status.state in (State.FAILED, State.TIMED_OUT):
-            cause = load_error(row["error"])[1] if row.get("error") else None
-            if status.state is State.TIMED_OUT:
-                raise RunTimedOut(f"run {run_id} ({status.flow}) exceeded its flow timeout", run_id=run_id)
-            raise RunFailed(f"run {run_id} failed: {status.error}", run_id=run_id, error=status.error) from cause
-        raise LookupError(f"run {run_id} has not finished (it is {status.state.value}); this view does not wait")
+        return result_from_row(self._row(run_id), self.serializer)
+
+    def tree(self, run_id: str) -> RunTree:
+        """A run and its descendants with their states (see :meth:`actorflow.Runtime.tree`)."""
+        self._row(run_id)
+        with self._lock:
+            rows = journal.tree_rows(self._conn, run_id)
+        return RunTree((depth, status_from_row(row, self.serializer)) for depth, row in rows)
 
     def list_runs(
         self, state: str | State | None = None, flow: str | None = None, parent: str | None = None, limit: int = 100

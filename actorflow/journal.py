@@ -65,7 +65,6 @@ def now_iso() -> str:
 
 from .status import parse_ts as parse_ts  # noqa: E402 - re-exported: the journal timestamps
 
-
 # ---------------------------------------------------------------------------- opening
 
 
@@ -212,6 +211,9 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             "owner": str,
             "timeout": float,
             "deadline": str,
+            "detached": int,
+            "waiting_for": str,
+            "wake_at": str,
             "created_at": str,
             "started_at": str,
             "completed_at": str,
@@ -219,7 +221,7 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         },
         pk="id",
         not_null={"flow", "flow_ref", "codec", "state", "attempt", "recoveries", "cancel_requested", "created_at"},
-        defaults={"attempt": 0, "recoveries": 0, "cancel_requested": 0},
+        defaults={"attempt": 0, "recoveries": 0, "cancel_requested": 0, "detached": 0},
         if_not_exists=True,
     )
     db.table("runs").create_index(["idempotency_key"], unique=True, if_not_exists=True)
@@ -358,6 +360,24 @@ def unfinished_rows(conn: sqlite3.Connection) -> list[m.Row]:
     return [dict(zip(r.keys(), r)) for r in rows]
 
 
+def tree_rows(conn: sqlite3.Connection, run_id: str) -> list[tuple[int, m.Row]]:
+    """A run and its descendants as ``(depth, row)``, depth first, children by creation."""
+    root = get_row(conn, run_id)
+    if root is None:
+        return []
+    out: list[tuple[int, m.Row]] = []
+
+    def walk(row: m.Row, depth: int) -> None:
+        out.append((depth, row))
+        cur = conn.execute("SELECT * FROM runs WHERE parent_id=? ORDER BY created_at, id", (row["id"],))
+        names = [d[0] for d in cur.description]
+        for child in cur.fetchall():
+            walk(dict(zip(names, child)), depth + 1)
+
+    walk(root, 0)
+    return out
+
+
 def step_rows(conn: sqlite3.Connection, run_id: str) -> list[m.Row]:
     """The ``steps`` rows of a run, in call order."""
     cur = conn.execute("SELECT * FROM steps WHERE run_id=? ORDER BY seq", (run_id,))
@@ -432,7 +452,7 @@ def _is_operational(exc: sqlite3.Error) -> bool:
 _RUN_COLUMNS = (
     "id", "flow", "flow_ref", "flow_blob", "codec", "args", "kwargs", "state", "metadata",
     "parent_id", "idempotency_key", "attempt", "cancel_requested", "owner", "timeout", "deadline",
-    "created_at", "started_at", "updated_at",
+    "detached", "created_at", "started_at", "updated_at",
 )  # fmt: skip
 _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
@@ -445,7 +465,7 @@ _FAIL_FAST = (m.InsertRun, m.RequestCancel)
 
 # what an applied write leaves to do after the commit: (result for reply_to, change for the
 # registry or None, (actor, message) to tell or None)
-_Outcome = tuple[Any, "tuple[str, m.Row] | None", "tuple[pykka.ActorRef[Any], Any] | None"]
+_Outcome = tuple[Any, "tuple[str, m.Row] | list[tuple[str, m.Row]] | None", "tuple[pykka.ActorRef[Any], Any] | None"]
 
 
 class Journal(Actor):
@@ -479,6 +499,7 @@ class Journal(Actor):
             m.SaveStep: self._save_step,
             m.RetryRun: self._retry_run,
             m.ReleaseRun: self._release_run,
+            m.SetWaiting: self._set_waiting,
         }
 
     def on_start(self) -> None:
@@ -556,7 +577,10 @@ class Journal(Actor):
             if reply_to is not None:
                 reply_to.set(result)
             if change is not None:
-                changes.append(change)
+                if isinstance(change, list):
+                    changes.extend(change)
+                else:
+                    changes.append(change)
             if tell is not None:
                 tell[0].tell(tell[1])
         if changes:
@@ -677,6 +701,7 @@ class Journal(Actor):
         row = self._returning(
             "UPDATE runs SET state='running', attempt=attempt+1, "
             "recoveries = recoveries + (state='running' AND owner IS NOT NULL), "
+            "waiting_for=NULL, wake_at=NULL, "
             "started_at=?, owner=?, deadline=COALESCE(deadline, ?), updated_at=? "
             f"WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
             (msg.at, msg.owner, msg.deadline, msg.at, msg.run_id),
@@ -685,7 +710,8 @@ class Journal(Actor):
             return None, None, None
         self._event(msg.run_id, msg.at, "started", json.dumps({"attempt": row["attempt"], "recoveries": row["recoveries"]}))
         change = {"state": "running", "attempt": row["attempt"], "started_at": msg.at, "owner": msg.owner,
-                  "recoveries": row["recoveries"], "deadline": row["deadline"]}  # fmt: skip
+                  "recoveries": row["recoveries"], "deadline": row["deadline"], "waiting_for": None,
+                  "wake_at": None}  # fmt: skip
         return (row, step_rows(self._conn, msg.run_id)), (msg.run_id, change), None
 
     _UPSERT_STEP = (
@@ -708,7 +734,8 @@ class Journal(Actor):
         return cur.rowcount > 0
 
     def _step_started(self, msg: m.StepStarted) -> _Outcome:
-        saved = self._upsert_step(msg.run_id, msg.seq, msg.name, "running", attempts=msg.attempt, started_at=msg.at)
+        saved = self._upsert_step(msg.run_id, msg.seq, msg.name, "running", attempts=msg.attempt, started_at=msg.at,
+                                  retry_at=msg.wake_at)  # fmt: skip
         return saved, None, None
 
     def _step_attempt_failed(self, msg: m.StepAttemptFailed) -> _Outcome:
@@ -771,13 +798,55 @@ class Journal(Actor):
             change = {"state": state, "result": None, "error": None, "completed_at": msg.at, "updated_at": msg.at}
         else:
             change = {"state": state, "result": msg.result, "error": msg.error, "completed_at": msg.at, "updated_at": msg.at}
-        return True, (msg.run_id, change), None
+        if msg.cascade is None:
+            return True, (msg.run_id, change), None
+        # a parent that ends takes its unfinished (not detached) children with it
+        changes, tell = self._cascade(msg.run_id, msg.at, msg.cascade)
+        return True, [(msg.run_id, change), *changes], tell
+
+    _CASCADE = (
+        "UPDATE runs SET cancel_requested=1, updated_at=:at, "
+        "state = CASE WHEN state IN ('pending','waiting') THEN 'cancelled' ELSE state END, "
+        "completed_at = CASE WHEN state IN ('pending','waiting') THEN :at ELSE completed_at END "
+        f"WHERE state IN {_UNFINISHED_SQL} AND id IN ("
+        "WITH RECURSIVE sub(id) AS ("
+        "SELECT id FROM runs WHERE parent_id=:parent AND detached=0 "
+        "UNION ALL SELECT r.id FROM runs r JOIN sub ON r.parent_id=sub.id WHERE r.detached=0"
+        ") SELECT id FROM sub) RETURNING id, state"
+    )
+
+    def _cascade(self, parent_id: str, at: str, notify: pykka.ActorRef[Any] | None) -> tuple[list[tuple[str, m.Row]], Any]:
+        """Cancel the unfinished, not detached descendants of ``parent_id``."""
+        rows = self._conn.execute(self._CASCADE, {"at": at, "parent": parent_id}).fetchall()
+        changes: list[tuple[str, m.Row]] = []
+        executing, ended = [], []
+        for run_id, state in rows:
+            self._event(run_id, at, "cancel_requested", json.dumps({"by": parent_id}))
+            if state == "cancelled":
+                self._event(run_id, at, "cancelled")
+                changes.append((run_id, {"state": "cancelled", "cancel_requested": 1, "completed_at": at}))
+                ended.append(run_id)
+            else:
+                changes.append((run_id, {"cancel_requested": 1}))
+                executing.append(run_id)
+        tell = (notify, m.RunsCancelled(tuple(executing), tuple(ended))) if notify is not None and rows else None
+        return changes, tell
+
+    def _set_waiting(self, msg: m.SetWaiting) -> _Outcome:
+        cur = self._conn.execute(
+            "UPDATE runs SET state='waiting', waiting_for=?, wake_at=?, updated_at=? WHERE id=? AND state='running'",
+            (msg.waiting_for, msg.wake_at, msg.at, msg.run_id),
+        )
+        if cur.rowcount == 0:
+            return False, None, None
+        self._event(msg.run_id, msg.at, "waiting", msg.waiting_for)
+        return True, (msg.run_id, {"state": "waiting", "waiting_for": msg.waiting_for, "wake_at": msg.wake_at}), None
 
     def _request_cancel(self, msg: m.RequestCancel) -> _Outcome:
         row = self._returning(
             "UPDATE runs SET cancel_requested=1, updated_at=?, "
-            "state = CASE WHEN state='pending' THEN 'cancelled' ELSE state END, "
-            "completed_at = CASE WHEN state='pending' THEN ? ELSE completed_at END "
+            "state = CASE WHEN state IN ('pending','waiting') THEN 'cancelled' ELSE state END, "
+            "completed_at = CASE WHEN state IN ('pending','waiting') THEN ? ELSE completed_at END "
             f"WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
             (msg.at, msg.at, msg.run_id),
         )
@@ -787,7 +856,16 @@ class Journal(Actor):
                 raise RunNotFound(msg.run_id)
             return False, None, None
         self._event(msg.run_id, msg.at, "cancel_requested")
+        changes, tell = self._cascade(msg.run_id, msg.at, msg.notify)
+        ended: tuple[str, ...] = ()
         if row["state"] == "cancelled":
             self._event(msg.run_id, msg.at, "cancelled")
-            return True, (msg.run_id, row), None
-        return True, (msg.run_id, {"cancel_requested": 1}), None
+            changes.insert(0, (msg.run_id, row))
+            ended = (msg.run_id,)
+        else:
+            changes.insert(0, (msg.run_id, {"cancel_requested": 1}))
+        if msg.notify is not None:  # tell the supervisor about this run too
+            previous = tell[1] if tell is not None else m.RunsCancelled((), ())
+            executing = previous.executing + (() if ended else (msg.run_id,))
+            tell = (msg.notify, m.RunsCancelled(executing, previous.ended + ended))
+        return True, changes, tell

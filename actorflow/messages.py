@@ -46,6 +46,7 @@ class StartRun:
         parent_id: the id of the run that starts this one (set by ``ctx.start``).
         run_id: the id to give the run (derived for child runs); new if None.
         reply_to: a future resolved with the run id (or the error) once committed.
+        detached: a child run that outlives its parent (not cancelled with it).
     """
 
     flow: Callable[..., Any]
@@ -56,6 +57,7 @@ class StartRun:
     parent_id: str | None = None
     run_id: str | None = None
     reply_to: pykka.Future[Any] | None = None
+    detached: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,37 @@ class DeadlineReached:
     """Timer → supervisor: a run's flow timeout has passed."""
 
     run_id: str
+
+
+@dataclass(frozen=True)
+class RunsCancelled:
+    """Journal → supervisor: cancellations committed; flag the executing runs, forget the waiting ones."""
+
+    executing: tuple[str, ...]
+    ended: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Passivated:
+    """Execution actor → supervisor: the run waits (its state is ``waiting``) and its actor has ended.
+
+    Attributes:
+        run_id: the run.
+        wait: the number of the wait (its ``seq``), matched against :class:`Wake`.
+        wake_at: epoch seconds at which to wake it anyway (a wait's timeout), or None.
+    """
+
+    run_id: str
+    wait: int
+    wake_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Registry or timer → supervisor: what the run waits for (wait number ``wait``) has happened."""
+
+    run_id: str
+    wait: int
 
 
 @dataclass(frozen=True)
@@ -170,6 +203,7 @@ class StepStarted:
     name: str
     attempt: int
     at: str
+    wake_at: str | None = None
     reply_to: pykka.Future[Any] | None = None
 
 
@@ -248,15 +282,33 @@ class FinishRun:
     result: str | bytes | None = None
     error: str | None = None
     reply_to: pykka.Future[Any] | None = None
+    cascade: pykka.ActorRef[Any] | None = None
+    """If set (the run started children), cancel the unfinished ones and tell this supervisor."""
 
 
 @dataclass(frozen=True)
 class RequestCancel:
-    """Cancel a pending run at once, or record the request for an executing one; answers True/False."""
+    """Cancel a pending or waiting run at once, or record the request for an executing one.
+
+    The run's unfinished, not detached descendants are cancelled with it. Answers
+    True/False (False: the run had already finished); ``notify`` is told which runs
+    were affected (:class:`RunsCancelled`).
+    """
 
     run_id: str
     at: str
     reply_to: pykka.Future[Any] | None = None
+    notify: pykka.ActorRef[Any] | None = None
+
+
+@dataclass(frozen=True)
+class SetWaiting:
+    """The run gives up its execution actor until ``waiting_for`` is met (or ``wake_at``)."""
+
+    run_id: str
+    waiting_for: str
+    wake_at: str | None
+    at: str
 
 
 @dataclass(frozen=True)
@@ -300,6 +352,43 @@ class Unwatch:
 @dataclass(frozen=True)
 class GetRun:
     """Ask: the run's current row, or None if there is no such run."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class AwaitRuns:
+    """Execution actor → registry: resolve ``reply_to`` (and wake the waiter) once the runs settle.
+
+    Attributes:
+        waiter: the waiting run's id.
+        wait: the number of the wait (its ``seq``).
+        run_ids: the runs waited for.
+        mode: ``"all"`` (every run ended), ``"all_or_failure"`` (every run ended, or one
+            ended other than completed) or ``"first"`` (any run ended).
+        reply_to: resolved with ``{run id: final row}`` of the runs ended so far.
+        notify: told :class:`Wake` at the same moment (the supervisor), in case the
+            waiter has given up its actor meanwhile.
+    """
+
+    waiter: str
+    wait: int
+    run_ids: tuple[str, ...]
+    mode: str
+    reply_to: pykka.Future[Any]
+    notify: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True)
+class GetRuns:
+    """Ask: ``{run id: row}`` for these ids (missing ids are left out)."""
+
+    run_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GetTree:
+    """Ask: ``[(depth, row), ...]`` of a run and its descendants, depth first."""
 
     run_id: str
 

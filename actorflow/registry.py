@@ -23,6 +23,16 @@ from .errors import RunNotFound, RuntimeClosed
 _TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out"})
 
 
+class _Await:
+    """A run waiting for other runs: the request and the final rows of those ended so far."""
+
+    __slots__ = ("message", "settled")
+
+    def __init__(self, message: m.AwaitRuns) -> None:
+        self.message = message
+        self.settled: dict[str, m.Row] = {}
+
+
 class Registry(Actor):
     """Holds live run state and resolves waiters when runs end.
 
@@ -38,6 +48,10 @@ class Registry(Actor):
         self._conn: sqlite3.Connection | None = None
         self._live: dict[str, m.Row] = {}
         self._waiters: dict[str, list[pykka.Future[Any]]] = {}
+        # runs waiting for other runs (a run waits for one thing at a time): waiter → _Await,
+        # and awaited run → the waiters
+        self._awaits: dict[str, _Await] = {}
+        self._awaited_by: dict[str, set[str]] = {}
 
     def on_start(self) -> None:
         """Open the read connection in the actor's own thread."""
@@ -77,6 +91,13 @@ class Registry(Actor):
                     del self._waiters[message.run_id]
         elif isinstance(message, m.GetRun):
             return self._row(message.run_id)
+        elif isinstance(message, m.AwaitRuns):
+            self._await(message)
+        elif isinstance(message, m.GetRuns):
+            return {run_id: row for run_id in message.run_ids if (row := self._row(run_id)) is not None}
+        elif isinstance(message, m.GetTree):
+            assert self._conn is not None
+            return journal.tree_rows(self._conn, message.run_id)
         elif isinstance(message, m.GetSteps):
             assert self._conn is not None
             return journal.step_rows(self._conn, message.run_id)
@@ -115,6 +136,60 @@ class Registry(Actor):
                 self._live.pop(run_id, None)
                 for future in self._waiters.pop(run_id, ()):
                     future.set(dict(row))
+                for waiter in self._awaited_by.pop(run_id, ()):
+                    waiting = self._awaits.get(waiter)
+                    if waiting is not None:
+                        waiting.settled[run_id] = dict(row)
+                        self._check(waiter, waiting)
+                self._forget(run_id)  # a waiter that ended waits no more
+
+    def _await(self, message: m.AwaitRuns) -> None:
+        key = message.waiter
+        self._forget(key)
+        waiting = _Await(message)
+        for run_id in message.run_ids:
+            row = self._row(run_id)
+            if row is None:
+                error = RunNotFound(run_id)
+                message.reply_to.set_exception(exc_info=(RunNotFound, error, None))
+                return
+            if row["state"] in _TERMINAL:
+                waiting.settled[run_id] = row
+        self._awaits[key] = waiting
+        for run_id in message.run_ids:
+            if run_id not in waiting.settled:
+                self._awaited_by.setdefault(run_id, set()).add(key)
+        self._check(key, waiting)
+
+    def _check(self, key: str, waiting: _Await) -> None:
+        """Resolve the wait ``key`` and wake its run if its condition is met."""
+        msg = waiting.message
+        settled = waiting.settled
+        if msg.mode == "first":
+            met = bool(settled)
+        elif msg.mode == "all_or_failure":
+            met = len(settled) == len(set(msg.run_ids)) or any(r["state"] != "completed" for r in settled.values())
+        else:
+            met = len(settled) == len(set(msg.run_ids))
+        if not met:
+            return
+        self._forget(key)
+        msg.reply_to.set(dict(settled))
+        try:
+            msg.notify.tell(m.Wake(msg.waiter, msg.wait))
+        except pykka.ActorDeadError:
+            pass
+
+    def _forget(self, key: str) -> None:
+        waiting = self._awaits.pop(key, None)
+        if waiting is None:
+            return
+        for run_id in waiting.message.run_ids:
+            keys = self._awaited_by.get(run_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._awaited_by[run_id]
 
     def _watch(self, message: m.Watch) -> None:
         row = self._row(message.run_id)

@@ -13,11 +13,11 @@ from . import journal
 from . import messages as m
 from ._future import Reply
 from ._ids import new_ulid
-from .errors import ActorflowError, RunCancelled, RunFailed, RunNotFound, RuntimeClosed, RunTimedOut
+from .errors import ActorflowError, RunNotFound, RuntimeClosed
 from .handle import RunHandle
 from .registry import Registry
-from .serialization import JSONSerializer, Serializer, load_error
-from .status import RunList, RunStatus, State, StepList, status_from_row, steps_from_rows
+from .serialization import JSONSerializer, Serializer
+from .status import RunList, RunStatus, RunTree, State, StepList, result_from_row, status_from_row, steps_from_rows
 from .supervisor import Supervisor
 
 log = logging.getLogger("actorflow")
@@ -51,6 +51,9 @@ class Runtime:
         max_recoveries: a run whose execution was cut off by a crash more often than this
             fails (with an error saying so) instead of being run again: it may be what
             crashes the process. A graceful shutdown does not count.
+        passivate_after: seconds a run that waits (for child runs) keeps its thread before
+            it gives up its execution actor and is resumed later by replay. A waiting run
+            gives it up at once when other runs are queued for a slot.
 
     Attributes:
         path: the journal file.
@@ -72,6 +75,7 @@ class Runtime:
         durability: str = "normal",
         recover: bool = True,
         max_recoveries: int = 10,
+        passivate_after: float = 1.0,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
@@ -95,8 +99,9 @@ class Runtime:
         self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout)
         self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path)
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
-            self._journal, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0, max_recoveries
-        )
+            self._journal, self.registry, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0,
+            max_recoveries, passivate_after,
+        )  # fmt: skip
         if recover:
             rows: list[m.Row] = self._journal.ask(m.LoadUnfinished())  # type: ignore[assignment]
             if rows:
@@ -215,18 +220,17 @@ class Runtime:
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         """Wait until a run ends and return its result (see :meth:`RunHandle.result`)."""
-        row = self._wait_row(run_id, timeout)
-        status = status_from_row(row, self.serializer)
-        if status.state is State.COMPLETED:
-            return status.result
-        if status.state is State.CANCELLED:
-            raise RunCancelled(f"run {run_id} was cancelled", run_id=run_id)
-        cause = None
-        if row.get("error") is not None:
-            cause = load_error(row["error"])[1]
-        if status.state is State.TIMED_OUT:
-            raise RunTimedOut(f"run {run_id} ({status.flow}) exceeded its flow timeout", run_id=run_id)
-        raise RunFailed(f"run {run_id} ({status.flow}) failed: {status.error}", run_id=run_id, error=status.error) from cause
+        return result_from_row(self._wait_row(run_id, timeout), self.serializer)
+
+    def tree(self, run_id: str) -> RunTree:
+        """A run and its descendants (child runs, theirs...) with their states; prints as a tree.
+
+        Raises:
+            RunNotFound: there is no such run in this journal.
+        """
+        self._row(run_id)
+        rows = self._ask(self.registry, m.GetTree(run_id))
+        return RunTree((depth, status_from_row(row, self.serializer)) for depth, row in rows)
 
     def _wait_row(self, run_id: str, timeout: float | None) -> m.Row:
         self._check_open()

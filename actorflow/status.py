@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,9 @@ class RunStatus:
         attempt: how many times execution of the run has started (0 while pending).
         metadata: the dict given at start (``flow.options(metadata=...)``).
         cancel_requested: True once a cancellation was asked for and accepted.
+        waiting_for: for a ``waiting`` run, what it waits for (``{"mode", "runs", "count"}``).
+        wake_at: for a ``waiting`` run, when it wakes anyway (its wait's timeout), or None.
+        detached: a child run that outlives its parent.
     """
 
     id: str
@@ -76,6 +80,9 @@ class RunStatus:
     attempt: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     cancel_requested: bool = False
+    waiting_for: dict[str, Any] | None = None
+    wake_at: _dt.datetime | None = None
+    detached: bool = False
 
     @property
     def done(self) -> bool:
@@ -102,6 +109,10 @@ class RunStatus:
             rows.append(("result", _short(self.result, 60)))
         if self.error is not None:
             rows.append(("error", _short(str(self.error), 60)))
+        if self.waiting_for is not None:
+            rows.append(("waiting_for", _short(self.waiting_for, 60)))
+        if self.wake_at is not None:
+            rows.append(("wake_at", _fmt_time(self.wake_at)))
         width = max(len(k) for k, _ in rows)
         return "RunStatus\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
@@ -273,4 +284,59 @@ def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
         attempt=int(row.get("attempt") or 0),
         metadata=metadata if isinstance(metadata, dict) else {},
         cancel_requested=bool(row.get("cancel_requested")),
+        waiting_for=_load_json(run_id, "waiting_for", row.get("waiting_for")),
+        wake_at=parse_ts(row.get("wake_at")),
+        detached=bool(row.get("detached")),
     )
+
+
+def _load_json(run_id: str, column: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CorruptRecord(run_id, column, str(exc)) from exc
+
+
+def result_from_row(row: dict[str, Any], serializer: Any) -> Any:
+    """The value of a finished run's row, or raise how it ended.
+
+    Raises:
+        RunFailed: the flow raised (its exception as ``__cause__`` when it can be rebuilt).
+        RunCancelled: the run was cancelled.
+        RunTimedOut: the run exceeded its flow timeout.
+        LookupError: the run has not finished.
+    """
+    from .errors import RunCancelled, RunFailed, RunTimedOut
+
+    status = status_from_row(row, serializer)
+    run_id = status.id
+    if status.state is State.COMPLETED:
+        return status.result
+    if status.state is State.CANCELLED:
+        raise RunCancelled(f"run {run_id} ({status.flow}) was cancelled", run_id=run_id)
+    if status.state is State.TIMED_OUT:
+        raise RunTimedOut(f"run {run_id} ({status.flow}) exceeded its flow timeout", run_id=run_id)
+    if status.state is State.FAILED:
+        cause = load_error(row["error"])[1] if row.get("error") else None
+        raise RunFailed(f"run {run_id} ({status.flow}) failed: {status.error}", run_id=run_id, error=status.error) from cause
+    raise LookupError(f"run {run_id} has not finished (it is {status.state.value})")
+
+
+class RunTree(list[tuple[int, RunStatus]]):
+    """A run and its descendants as ``(depth, status)``, depth first; prints as an indented table."""
+
+    def __repr__(self) -> str:
+        if not self:
+            return "RunTree (no runs)"
+        rows = []
+        for depth, s in self:
+            if s.state is State.COMPLETED:
+                outcome = _short(s.result, 30)
+            elif s.error is not None:
+                outcome = _short(str(s.error), 30)
+            else:
+                outcome = ""
+            rows.append(("  " * depth + s.id, s.flow, s.state.value, outcome))
+        return format_table(("run", "flow", "state", "result/error"), rows)

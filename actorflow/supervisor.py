@@ -35,6 +35,15 @@ from .timers import Timers
 log = logging.getLogger("actorflow")
 
 
+class Pressure:
+    """How many runs wait for a slot; read by executions deciding whether to give theirs up."""
+
+    __slots__ = ("queued",)
+
+    def __init__(self) -> None:
+        self.queued = 0
+
+
 class Supervisor(Actor):
     """Spawns and limits execution actors.
 
@@ -45,18 +54,24 @@ class Supervisor(Actor):
         owner: the runtime's incarnation id.
         answer_timeout: how long an ``ask`` without ``reply_to`` waits for the journal.
         max_recoveries: a run recovered more often than this fails instead of executing.
+        passivate_after: seconds a run may wait while holding its thread before it gives
+            up its actor (at once when other runs are queued for a slot).
     """
 
     def __init__(
         self,
         journal: pykka.ActorRef[Any],
+        registry: pykka.ActorRef[Any],
         serializer: Serializer,
         concurrency: int,
         owner: str,
         answer_timeout: float,
         max_recoveries: int = 10,
+        passivate_after: float = 1.0,
     ) -> None:
         super().__init__()
+        self._registry = registry
+        self._passivate_after = passivate_after
         self._max_recoveries = max_recoveries
         self._timers = Timers()
         self._journal = journal
@@ -66,6 +81,9 @@ class Supervisor(Actor):
         self._answer_timeout = answer_timeout
         self._running: dict[str, RunControl] = {}
         self._ready: collections.deque[m.Row] = collections.deque()
+        self._waiting: dict[str, int] = {}  # passivated runs → the number of the wait
+        self._woken: set[tuple[str, int]] = set()  # waits met while their run was still executing
+        self.pressure = Pressure()
         self._closing = False
         self._drained: list[pykka.Future[Any]] = []
         self._pool = WorkerPool(concurrency, name="actorflow-run")
@@ -89,9 +107,32 @@ class Supervisor(Actor):
                 self._admit(row)
         elif isinstance(message, m.RunEnded):
             self._running.pop(message.run_id, None)
-            while self._ready and len(self._running) < self._concurrency and not self._closing:
-                self._spawn(self._ready.popleft())
-            self._check_drained()
+            self._woken = {w for w in self._woken if w[0] != message.run_id} if self._woken else self._woken
+            self._fill()
+        elif isinstance(message, m.Passivated):
+            self._running.pop(message.run_id, None)
+            if (message.run_id, message.wait) in self._woken:  # met while it was giving up
+                self._woken.discard((message.run_id, message.wait))
+                self._admit({"id": message.run_id})
+            else:
+                self._waiting[message.run_id] = message.wait
+                if message.wake_at is not None:
+                    ref, wake = self.actor_ref, m.Wake(message.run_id, message.wait)
+                    self._timers.call_at(message.wake_at, lambda: ref.tell(wake))
+            self._fill()
+        elif isinstance(message, m.Wake):
+            if message.run_id in self._running:
+                self._woken.add((message.run_id, message.wait))
+            elif self._waiting.get(message.run_id) == message.wait:
+                del self._waiting[message.run_id]
+                self._admit({"id": message.run_id})
+        elif isinstance(message, m.RunsCancelled):
+            for run_id in message.executing:
+                control = self._running.get(run_id)
+                if control is not None:
+                    control.set(control.cancel)
+            for run_id in message.ended:
+                self._waiting.pop(run_id, None)
         elif isinstance(message, m.Drain):
             self._closing = True
             self._drained.append(message.reply_to)
@@ -151,6 +192,7 @@ class Supervisor(Actor):
         if not callable(fn):
             raise TypeError(f"a run needs a flow (a function taking ctx first), not {fn!r}")
         options = run_options(fn)
+        detached = msg.detached if msg.detached is not None else options.get("detached", False)
         metadata = msg.metadata if msg.metadata is not None else options.get("metadata")
         key = msg.idempotency_key if msg.idempotency_key is not None else options.get("idempotency_key")
         try:
@@ -196,6 +238,7 @@ class Supervisor(Actor):
             "started_at": None,
             "timeout": timeout,
             "deadline": None,
+            "detached": 1 if detached else 0,
             "created_at": at,
             "updated_at": at,
         }
@@ -221,7 +264,7 @@ class Supervisor(Actor):
         control = self._running.get(msg.run_id)
         if control is not None:  # lets the flow notice at once; the journal has the last word
             control.set(control.cancel)
-        self._journal.tell(m.RequestCancel(msg.run_id, now_iso(), reply_to=reply_to))
+        self._journal.tell(m.RequestCancel(msg.run_id, now_iso(), reply_to=reply_to, notify=self.actor_ref))
 
     # -- execution actors -------------------------------------------------------------
 
@@ -229,7 +272,7 @@ class Supervisor(Actor):
         if self._closing or row["id"] in self._running:
             return
         codec = getattr(self._serializer, "name", type(self._serializer).__name__)
-        if row.get("codec") != codec:
+        if row.get("codec", codec) != codec:
             log.error(
                 "run %s was stored with serializer %r but this runtime uses %r: left as it is; "
                 "open the journal with the serializer it was written with to resume it",
@@ -240,14 +283,22 @@ class Supervisor(Actor):
             self._spawn(row)
         else:
             self._ready.append(row)
+            self.pressure.queued = len(self._ready)
 
     def _spawn(self, row: m.Row, inserted: pykka.Future[Any] | None = None) -> None:
         control = RunControl()
         self._running[row["id"]] = control
         Execution.start(
-            row, self._journal, self.actor_ref, self._serializer, control, self._owner, self._pool,
-            self._max_recoveries, inserted,
+            row, self._journal, self.actor_ref, self._registry, self._serializer, control, self._owner,
+            self._pool, self._max_recoveries, self.pressure, self._passivate_after, inserted,
         )  # fmt: skip
+
+    def _fill(self) -> None:
+        """Spawn queued runs while there are free slots."""
+        while self._ready and len(self._running) < self._concurrency and not self._closing:
+            self._spawn(self._ready.popleft())
+        self.pressure.queued = len(self._ready)
+        self._check_drained()
 
     def _check_drained(self) -> None:
         if self._closing and not self._running:

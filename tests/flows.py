@@ -289,3 +289,149 @@ def kill_my_process() -> None:
 def crashes_its_process(ctx: actorflow.Context) -> str:
     kill_my_process()
     return "unreachable"
+
+
+# ---------------------------------------------------------------------------- child runs
+
+
+@actorflow.flow
+def square(ctx: actorflow.Context, x: int) -> int:
+    return double(x) * x // 2
+
+
+@actorflow.flow
+def fan_out(ctx: actorflow.Context, xs: list[int]) -> int:
+    handles = [ctx.start(square, x) for x in xs]
+    return sum(ctx.gather(*handles))
+
+
+@actorflow.flow
+def fail_if(ctx: actorflow.Context, x: int, bad: int) -> int:
+    if x == bad:
+        raise Boom(f"child {x} failed")
+    return x
+
+
+@actorflow.flow
+def fan_out_with_failure(ctx: actorflow.Context, n: int, bad: int, settle: bool) -> Any:
+    handles = [ctx.start(fail_if, x, bad) for x in range(n)]
+    if settle:
+        return [type(v).__name__ if isinstance(v, Exception) else v for v in ctx.gather(*handles, return_exceptions=True)]
+    try:
+        return ctx.gather(*handles)
+    except actorflow.RunFailed as exc:
+        return {"failed": exc.run_id, "cause": str(exc.__cause__), "ids": [h.id for h in handles]}
+
+
+@actorflow.flow
+def held_child(ctx: actorflow.Context, name: str, value: Any = None) -> Any:
+    """Signal arrival, then wait for the gate of ``name``, checking for cancellation meanwhile."""
+    arrived(name).set()
+    while not gate(name).wait(0.005):
+        ctx.checkpoint()
+    return value
+
+
+@actorflow.flow
+def first_of_two(ctx: actorflow.Context) -> list[Any]:
+    slow = ctx.start(held_child, "slow-child", "slow")
+    fast = ctx.start(add, 1, 2)
+    handle, value = ctx.wait_first(slow, fast)
+    gate("slow-child").set()
+    return [handle.id == fast.id, value, slow.result()]
+
+
+compute = actorflow.await_result(square)
+failing = actorflow.await_result(fail_if)
+
+
+@actorflow.flow
+def one_by_one(ctx: actorflow.Context, xs: list[int]) -> list[int]:
+    return [compute(x) for x in xs]
+
+
+@actorflow.flow
+def awaits_a_failure(ctx: actorflow.Context) -> str:
+    try:
+        failing(3, 3)
+    except actorflow.RunFailed as exc:
+        return f"caught {type(exc.__cause__).__name__}: {exc.__cause__}"
+    return "no error"
+
+
+@actorflow.flow
+def inc_flow(ctx: actorflow.Context, x: int) -> int:
+    return x + 1
+
+
+@actorflow.flow
+def times_ten(ctx: actorflow.Context, x: int) -> int:
+    return x * 10
+
+
+pipeline = actorflow.sequence(add, inc_flow, times_ten)
+
+
+def _upload(ctx: actorflow.Context, path: str) -> tuple[Any, list[actorflow.Child]]:
+    return {"path": path, "size": 100}, [
+        actorflow.Child.of(add, 1, 2),
+        actorflow.Child.of(fail_if, 7, 7),
+        actorflow.Child.of(inc_flow, 41),
+    ]
+
+
+def _summarize(ctx: actorflow.Context, output: Any, outcomes: list[actorflow.ChildOutcome]) -> dict[str, Any]:
+    return {**output, "children": [(o.ok, o.value if o.ok else type(o.error).__name__) for o in outcomes]}
+
+
+upload = actorflow.parent_flow(_upload, _summarize, name="upload")
+
+
+@actorflow.flow
+def tree_node(ctx: actorflow.Context, depth: int, name: str) -> None:
+    if depth > 0:
+        handles = [ctx.start(tree_node, depth - 1, f"{name}.{i}") for i in range(2)]
+        ctx.gather(*handles)
+    else:
+        arrived(name).set()
+        while True:  # a leaf runs until it is cancelled
+            ctx.checkpoint()
+            gate("never").wait(0.005)
+
+
+@actorflow.flow
+def parent_leaves_children(ctx: actorflow.Context) -> list[str]:
+    attached = ctx.start(held_child, "attached")
+    detached = ctx.start(held_child.options(detached=True), "detached", "survived")
+    return [attached.id, detached.id]
+
+
+@actorflow.flow
+def parent_of_many(ctx: actorflow.Context, n: int) -> int:
+    return sum(ctx.gather(*[ctx.start(add, i, 1) for i in range(n)]))
+
+
+@actorflow.flow
+def waits_with_timeout(ctx: actorflow.Context) -> str:
+    child = ctx.start(held_child, "timeout-child", "late")
+    try:
+        ctx.gather(child, timeout=0.1)
+    except TimeoutError:
+        gate("timeout-child").set()
+        return "timed out, then " + child.result()
+    return "no timeout"
+
+
+@actorflow.flow
+def waits_for_held(ctx: actorflow.Context, name: str) -> Any:
+    return ctx.start(held_child, name, "child done").result()
+
+
+@actorflow.flow
+def logged_child(ctx: actorflow.Context, log: str, i: int) -> int:
+    return logged_step(log, i) + logged_step(log, 1000)
+
+
+@actorflow.flow
+def crash_fan_out(ctx: actorflow.Context, log: str, n: int) -> int:
+    return sum(ctx.gather(*[ctx.start(logged_child, log, i) for i in range(n)]))
