@@ -36,3 +36,13 @@ def five_slow_steps(ctx: actorflow.Context, log: str, x: int) -> int:
     for _ in range(5):
         x = slow_logged(log, x)
     return x
+
+
+@actorflow.flow
+def one_step_child(ctx: actorflow.Context, x: int) -> int:
+    return inc(x)
+
+
+@actorflow.flow
+def fan_out_sum(ctx: actorflow.Context, n: int) -> int:
+    return sum(ctx.gather(*[ctx.start(one_step_child, i) for i in range(n)]))

@@ -5,6 +5,7 @@ Workloads (see ../shared/design.md, "How it is measured"):
 - W1 start latency: 2,000 sequential ``start()`` calls of a trivial flow; p50 and p99 of the call.
 - throughput: 2,000 trivial runs started, then all awaited; runs/s.
 - W2 throughput: 2,000 runs of 3 steps each, started, then all awaited; runs/s and steps/s.
+- W3 fan-out: one parent starts 500 children (1 step each), gathers and sums; seconds.
 - W5 recovery: 100 runs of five 50 ms steps (concurrency 8) in a process killed with SIGKILL
   after about 1.5 s; a new process opens the journal: do all complete, how many steps ran
   twice (only those in flight at the kill may), and the seconds from reopen to all done.
@@ -87,6 +88,17 @@ def w2_throughput(folder: str) -> Result:
     ]
 
 
+def w3_fan_out(folder: str) -> Result:
+    """One parent starts 500 children of one step each, gathers, sums."""
+    with actorflow.Runtime(_journal(folder, "w3")) as rt:
+        rt.start(flows.fan_out_sum, 10).result(timeout=60)  # warm up
+        t0 = time.perf_counter()
+        total = rt.start(flows.fan_out_sum, 500).result(timeout=120)
+        elapsed = time.perf_counter() - t0
+    assert total == sum(range(1, 501)), "W3 summed wrong"
+    return [("W3 fan-out", "s for 500 children, gathered", f"{elapsed:.3f}")]
+
+
 def w5_recovery(folder: str) -> Result:
     """100 runs of five 50 ms steps; SIGKILL after ~1.5 s; a new process finishes them."""
     journal = _journal(folder, "w5")
@@ -164,6 +176,7 @@ WORKLOADS: dict[str, Callable[[str], Result]] = {
     "W1": w1_start_latency,
     "throughput": throughput,
     "W2": w2_throughput,
+    "W3": w3_fan_out,
     "W5": w5_recovery,
     "limit": limit,
 }
