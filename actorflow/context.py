@@ -57,15 +57,17 @@ class RunControl:
         abandon: set when the runtime shuts down and stops waiting for the run.
         timed_out: set when the flow's timeout passed (the run is already ``timed_out``).
         interrupt: set together with any of the above, to wake a run that waits.
+        poke: set when an event for the run is committed, to wake a run waiting for one.
     """
 
-    __slots__ = ("abandon", "cancel", "interrupt", "timed_out")
+    __slots__ = ("abandon", "cancel", "interrupt", "poke", "timed_out")
 
     def __init__(self) -> None:
         self.cancel = Flag()
         self.abandon = Flag()
         self.timed_out = Flag()
         self.interrupt = threading.Event()
+        self.poke = threading.Event()
 
     def set(self, flag: Flag) -> None:
         """Set ``flag`` (one of this control's events) and wake the run."""
@@ -183,9 +185,56 @@ class Context:
 
         return wait_first(self._execution, handles, timeout)
 
+    def sleep(self, duration: float | _dt.timedelta | str | _dt.datetime) -> None:
+        """Sleep durably: seconds, a timedelta, text (``"90s"``, ``"10m"``, ``"2h"``, ``"1d"``) or an aware datetime.
+
+        The wake-up time is committed before the run sleeps, so a run sleeping 10 s in a
+        process restarted after 5 s wakes at about 10 s, not 15. A sleep longer than a
+        moment gives up the run's thread (the run shows ``waiting``) and a timer resumes
+        it by replay. Cancelling a sleeping run ends it at once.
+
+        Raises:
+            ValueError: a negative or unparseable duration, or a naive datetime.
+        """
+        self._execution.sleep(duration)
+
+    def wait_event(self, topic: str, timeout: float | _dt.timedelta | str | None = None) -> Any:
+        """Wait durably for the next event on ``topic`` (sent with ``rt.send``) and return its payload.
+
+        Events sent before the wait are queued in order; each is delivered exactly once,
+        across crashes. Returns None if ``timeout`` passes first (so send a payload other
+        than None if you need to tell the two apart). A wait longer than a moment gives
+        up the run's thread until the event comes.
+        """
+        return self._execution.wait_event(topic, timeout)
+
+    def hook(self, token: str | None = None) -> Hook:
+        """Create a hook: a token that lets a caller who does not know the run id send it payloads.
+
+        ``rt.resume_hook(hook.token, payload)`` delivers to ``hook.wait()``. The token is
+        random unless given; one held by another unfinished run raises
+        :class:`~actorflow.HookConflict`. It is freed when the run ends.
+        """
+        return Hook(self, self._execution.hook(token))
+
+    def write(self, chunk: Any, namespace: str | None = None) -> None:
+        """Append ``chunk`` to the run's stream (durably); readers of ``run.stream()`` get it live.
+
+        Raises:
+            SerializationError: the chunk cannot be stored.
+        """
+        self._execution.write(chunk, namespace)
+
+    def close_stream(self, namespace: str | None = None) -> None:
+        """Close the run's stream: readers stop here (they also stop when the run ends)."""
+        self._execution.write(None, namespace, close=True)
+
     def now(self) -> _dt.datetime:
-        """The current UTC time, checkpointed: a replay gets the same value."""
-        return self._execution.run_value("actorflow.now", lambda: _dt.datetime.now(_dt.UTC))  # type: ignore[no-any-return]
+        """The current UTC time (of the runtime's clock), checkpointed: a replay gets the same value."""
+        clock = self._execution.clock
+        return self._execution.run_value(  # type: ignore[no-any-return]
+            "actorflow.now", lambda: _dt.datetime.fromtimestamp(clock.time(), _dt.UTC)
+        )
 
     def random(self) -> float:
         """A random float in [0, 1), checkpointed: a replay gets the same value."""
@@ -197,6 +246,27 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<Context run={self.run_id} flow={self.flow} attempt={self.attempt}>"
+
+
+class Hook:
+    """A hook of a run (``ctx.hook()``): callers deliver to it by token, without the run id.
+
+    Attributes:
+        token: the token to hand out (for example in a webhook URL).
+    """
+
+    __slots__ = ("_ctx", "token")
+
+    def __init__(self, ctx: Context, token: str) -> None:
+        self._ctx = ctx
+        self.token = token
+
+    def wait(self, timeout: float | _dt.timedelta | str | None = None) -> Any:
+        """Wait for the next payload delivered with ``rt.resume_hook(token, payload)``; None on timeout."""
+        return self._ctx.wait_event("hook:" + self.token, timeout)
+
+    def __repr__(self) -> str:
+        return f"<Hook {self.token}>"
 
 
 def current_run() -> Context:

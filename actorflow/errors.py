@@ -57,6 +57,52 @@ class RunNotFound(ActorflowError, KeyError):
         )
 
 
+class RunFinished(ActorflowError):
+    """The run has already finished, so it cannot take this (an event, a hook payload).
+
+    Attributes:
+        run_id: the run.
+        state: the terminal state it is in.
+    """
+
+    def __init__(self, run_id: str, state: str) -> None:
+        super().__init__(f"run {run_id!r} has finished ({state}); events and hook payloads go only to unfinished runs")
+        self.run_id = run_id
+        self.state = state
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+class HookNotFound(ActorflowError, KeyError):
+    """No unfinished run holds this hook token."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        self.token = token
+
+    def __str__(self) -> str:
+        return f"no run holds the hook token {self.token!r} (never created, or its run has finished)"
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+class HookConflict(ActorflowError):
+    """The hook token is held by another unfinished run."""
+
+    def __init__(self, token: str, holder: str) -> None:
+        super().__init__(
+            f"the hook token {token!r} is held by run {holder!r}, which has not finished; "
+            "use another token, or let ctx.hook() make a random one"
+        )
+        self.token = token
+        self.holder = holder
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
 class RuntimeClosed(ActorflowError, RuntimeError):
     """The runtime was shut down (or is shutting down) and takes no more calls."""
 

@@ -21,6 +21,7 @@ import datetime as _dt
 import itertools
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -34,11 +35,13 @@ from ._future import Reply
 from ._ids import child_run_id
 from ._pool import WorkerPool
 from .context import Abandoned, Context, Ended, RunControl, _reset_current, _set_current
+from .durations import parse_duration, wake_time
 from .errors import ActorflowError, Cancelled, FatalError, NonDeterminismError, SerializationError, StepTimeout
 from .flows import flow_name, flow_retry
 from .journal import now_iso, parse_ts
 from .serialization import ErrorInfo, Serializer, describe_unserializable, dump_error, error_info, load_error, load_flow
 from .steps import Step, StepInfo, _current_step
+from .timers import EARLY
 
 log = logging.getLogger("actorflow")
 
@@ -48,14 +51,21 @@ _step_threads = itertools.count(1)
 
 
 class Passivate(BaseException):
-    """Raised inside a flow that gives up its actor while it waits; the run resumes by replay."""
+    """Raised inside a flow that gives up its actor while it waits; the run resumes by replay.
 
-    def __init__(self, wait: int, wake_at: float | None, run_ids: tuple[str, ...], mode: str) -> None:
+    Attributes:
+        wait: the number (``seq``) of the call that waits.
+        wake_at: epoch seconds at which to resume it anyway, or None.
+        waiting_for: what it waits for, shown in its status.
+        topic: the event topic it waits for, if any.
+    """
+
+    def __init__(self, wait: int, wake_at: float | None, waiting_for: dict[str, Any], topic: str | None = None) -> None:
         super().__init__(wait)
         self.wait = wait
         self.wake_at = wake_at
-        self.run_ids = run_ids
-        self.mode = mode
+        self.waiting_for = {"wait": wait, **waiting_for}
+        self.topic = topic
 
 
 class StepFailed(ActorflowError):
@@ -99,6 +109,7 @@ class Execution(Actor):
         max_recoveries: a run recovered more often than this fails instead of executing.
         pressure: the supervisor's count of runs queued for a slot.
         passivate_after: seconds a wait may hold the thread before the run passivates.
+        clock: where wake-up times are read.
         inserted: for a run admitted as it was started, the future resolved once its
             insert is committed (True) or found to repeat an existing run (False); the
             actor waits for it before doing anything. None for a committed run.
@@ -117,9 +128,12 @@ class Execution(Actor):
         max_recoveries: int,
         pressure: Any,
         passivate_after: float,
+        clock: Any,
         inserted: pykka.Future[Any] | None = None,
     ) -> None:
         super().__init__()
+        self.clock = clock
+        self.manual_clock = hasattr(clock, "advance")
         self.registry = registry
         self.pressure = pressure
         self.passivate_after = passivate_after
@@ -158,7 +172,7 @@ class Execution(Actor):
             p = self.passivated
             try:
                 if p is not None:
-                    self.supervisor.tell(m.Passivated(self.run_id, p.wait, p.wake_at))
+                    self.supervisor.tell(m.Passivated(self.run_id, p.wait, p.wake_at, p.topic))
                 else:
                     self.supervisor.tell(m.RunEnded(self.run_id))
             except pykka.ActorDeadError:
@@ -201,14 +215,103 @@ class Execution(Actor):
                 raise Cancelled(f"run {self.run_id} was cancelled")
 
     def pause(self, seconds: float) -> None:
-        """Wait ``seconds`` in this thread, ending early (by raising) if the run is interrupted."""
-        deadline = time.monotonic() + seconds
+        """Wait ``seconds`` (of the runtime's clock) in this thread, ending early (by raising) if interrupted."""
+        self._wait_in_thread(self.clock.time() + seconds)
+
+    def _wait_in_thread(self, wake_at: float) -> None:
         while True:
             self.checkpoint()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            remaining = wake_at - self.clock.time()
+            if remaining <= EARLY:
                 return
-            self.control.interrupt.wait(min(remaining, _WAIT_SLICE))
+            self.control.interrupt.wait(min(remaining, _WAIT_SLICE / 10 if self.manual_clock else _WAIT_SLICE))
+
+    def wait_until(self, seq: int, wake_at: float, waiting_for: dict[str, Any]) -> None:
+        """Wait until ``wake_at`` (committed already by the caller): in this thread if it is
+        soon, else by giving up the actor (the supervisor's timer resumes the run)."""
+        remaining = wake_at - self.clock.time()
+        if remaining <= EARLY:
+            return
+        if remaining > self.passivate_after or self.manual_clock or self.pressure.queued > 0:
+            raise Passivate(seq, wake_at, waiting_for)
+        self._wait_in_thread(wake_at)
+
+    # -- durable sleep, events, hooks, streams ---------------------------------------
+
+    def sleep(self, duration: Any) -> None:
+        """``ctx.sleep``: the wake-up time is committed first, so a restart keeps it."""
+        wake = wake_time(duration, self.clock.time())
+        seq, saved = self._next("actorflow.sleep")
+        if saved is not None and saved["state"] == "completed":
+            return
+        if saved is not None and saved.get("retry_at"):
+            wake = _ts(saved["retry_at"])  # type: ignore[assignment]
+        else:
+            started = now_iso()
+            self.ask(lambda reply: m.StepStarted(self.run_id, seq, "actorflow.sleep", 1, started, wake_at=_iso(wake), reply_to=reply))
+        self.wait_until(seq, wake, {"sleep_until": _iso(wake)})
+        at = now_iso()
+        self.send(m.SaveStep(self.run_id, seq, "actorflow.sleep", "completed", 1, at, result="null"))
+        self.checkpoints[seq] = {"name": "actorflow.sleep", "state": "completed", "result": "null"}
+
+    def wait_event(self, topic: str, timeout: float | None) -> Any:
+        """``ctx.wait_event``: the next payload on ``topic``, or None once ``timeout`` has passed."""
+        if not isinstance(topic, str) or not topic:
+            raise ValueError(f"an event topic is a non-empty str, not {topic!r}")
+        timeout_s = parse_duration(timeout) if timeout is not None else None
+        name = "actorflow.event:" + topic
+        seq, saved = self._next(name)
+        if saved is not None and saved["state"] == "completed":
+            return self.serializer.loads(saved["result"])
+        if saved is not None:
+            deadline = _ts(saved.get("retry_at"))
+        else:
+            deadline = self.clock.time() + timeout_s if timeout_s is not None else None
+            started = now_iso()
+            self.ask(lambda reply: m.StepStarted(self.run_id, seq, name, 1, started,
+                                                 wake_at=_iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
+        began = time.monotonic()
+        while True:
+            self.control.poke.clear()
+            taken = self.ask(lambda reply: m.TakeEvent(self.run_id, topic, seq, name, now_iso(), reply_to=reply))
+            if taken is not None:
+                self.checkpoints[seq] = {"name": name, "state": "completed", "result": taken[0]}
+                return self.serializer.loads(taken[0])
+            while not self.control.poke.is_set():
+                self.checkpoint()
+                if deadline is not None and self.clock.time() >= deadline - EARLY:
+                    data = self.serializer.dumps(None)
+                    self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, now_iso(), result=data))
+                    self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
+                    return None
+                if self.pressure.queued > 0 or time.monotonic() - began >= self.passivate_after:
+                    until = {"until": _iso(deadline)} if deadline else {}
+                    raise Passivate(seq, deadline, {"event": topic, **until}, topic=topic)
+                self.control.poke.wait(_WAIT_SLICE / 10)
+
+    def hook(self, token: str | None) -> str:
+        """``ctx.hook``: register (or, on replay, find) this run's hook token."""
+        seq, saved = self._next("actorflow.hook")
+        if saved is not None and saved["state"] == "completed":
+            return str(self.serializer.loads(saved["result"]))
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ValueError(f"a hook token is a non-empty str, not {token!r}")
+        chosen = token or secrets.token_urlsafe(16)
+        self.ask(lambda reply: m.RegisterHook(self.run_id, chosen, seq, now_iso(), reply_to=reply))
+        self.checkpoints[seq] = {"name": "actorflow.hook", "state": "completed", "result": json.dumps(chosen)}
+        return chosen
+
+    def write(self, chunk: Any, namespace: str | None, close: bool = False) -> None:
+        """``ctx.write`` / ``ctx.close_stream``: append to the run's stream (nothing on replay)."""
+        seq, saved = self._next("actorflow.write")
+        if saved is not None:
+            return
+        try:
+            data = None if close else self.serializer.dumps(chunk)
+        except SerializationError as exc:
+            raise SerializationError(f"ctx.write() chunk cannot be serialized: {exc}", argument="chunk") from exc
+        self.send(m.WriteChunk(self.run_id, namespace or "", seq, data, now_iso(), close, notify=self.registry))
+        self.checkpoints[seq] = {"name": "actorflow.write", "state": "completed", "result": "null"}
 
     def save_progress(self, value: Any) -> None:
         """Checkpoint, then store ``value`` as the run's progress."""
@@ -297,7 +400,7 @@ class Execution(Actor):
             return dict(rows)
         deadline = _ts(saved.get("retry_at")) if saved is not None else None
         if saved is None:
-            deadline = time.time() + timeout if timeout is not None else None
+            deadline = self.clock.time() + timeout if timeout is not None else None
             started = now_iso()
             self.ask(lambda reply: m.StepStarted(self.run_id, seq, name, 1, started,
                                                  wake_at=_iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
@@ -306,15 +409,16 @@ class Execution(Actor):
         began = time.monotonic()
         settled: dict[str, m.Row] | None = None
         while settled is None:
-            if deadline is not None and time.time() >= deadline:
+            if deadline is not None and self.clock.time() >= deadline - EARLY:
                 break
-            wait = _WAIT_SLICE / 10 if deadline is None else max(0.0, min(_WAIT_SLICE / 10, deadline - time.time()))
+            wait = _WAIT_SLICE / 10 if deadline is None else max(0.0, min(_WAIT_SLICE / 10, deadline - self.clock.time()))
             try:
                 settled = reply.get(timeout=wait)
             except pykka.Timeout:
                 self.checkpoint()
                 if self.pressure.queued > 0 or time.monotonic() - began >= self.passivate_after:
-                    raise Passivate(seq, deadline, run_ids, mode) from None
+                    waiting_for = {"mode": mode, "runs": list(run_ids[:10]), "count": len(run_ids)}
+                    raise Passivate(seq, deadline, waiting_for) from None
         at = now_iso()
         if settled is None:
             data = self.serializer.dumps({"timed_out": True})
@@ -358,7 +462,7 @@ class Execution(Actor):
             attempt = int(saved["attempts"] or 0) + 1
             retry_at = _ts(saved.get("retry_at"))
             if saved["state"] == "retrying" and retry_at is not None:
-                self.pause(max(0.0, retry_at - time.time()))
+                self.wait_until(seq, retry_at, {"retry": step.name, "until": _iso(retry_at)})
         policy = step.retries
         while True:
             self.checkpoint()
@@ -394,11 +498,12 @@ class Execution(Actor):
                     delay = policy.delay(attempt, exc)
                     summary = str(error_info(exc))
                     at = now_iso()
-                    self.send(
-                        m.StepAttemptFailed(self.run_id, seq, step.name, attempt, dump_error(exc), summary,
-                                            round(delay, 6), _iso(time.time() + delay), at)  # fmt: skip
+                    retry_at = self.clock.time() + delay
+                    self.ask(
+                        lambda reply: m.StepAttemptFailed(self.run_id, seq, step.name, attempt, dump_error(exc), summary,
+                                                          round(delay, 6), _iso(retry_at), at, reply_to=reply)  # fmt: skip
                     )
-                    self.pause(delay)
+                    self.wait_until(seq, retry_at, {"retry": step.name, "until": _iso(retry_at)})
                     attempt += 1
                     continue
                 error = dump_error(exc)
@@ -477,7 +582,7 @@ class Execution(Actor):
             row = self.row
         else:
             timeout = self.row.get("timeout")
-            deadline = _iso(time.time() + timeout) if timeout else None
+            deadline = _iso(self.clock.time() + timeout) if timeout else None
             claimed = self.ask(lambda reply: m.ClaimRun(self.run_id, self.owner, now_iso(), deadline, reply_to=reply))
             if claimed is None:  # finished (for instance cancelled while pending) before it could start
                 return
@@ -522,8 +627,8 @@ class Execution(Actor):
                 try:
                     value = fn(ctx, *args, **kwargs)
                 except Passivate as wait:
-                    # give up the actor; the registry wakes the run when what it waits for is done
-                    waiting_for = json.dumps({"mode": wait.mode, "runs": list(wait.run_ids[:10]), "count": len(wait.run_ids)})
+                    # give up the actor; the supervisor resumes the run when its wait is met
+                    waiting_for = json.dumps(wait.waiting_for)
                     self.send(m.SetWaiting(self.run_id, waiting_for, _iso(wait.wake_at) if wait.wake_at else None, now_iso()))
                     self.passivated = wait
                     return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .status import RunStatus, RunTree, StepList, status_table
@@ -63,6 +64,14 @@ class RunHandle:
             TimeoutError: the run did not end in time (the run is unaffected).
         """
         return self._rt.result(self.id, timeout=timeout)
+
+    def send(self, topic: str, payload: Any = None) -> None:
+        """Deliver an event to the run (see :meth:`actorflow.Runtime.send`)."""
+        self._rt.send(self.id, topic, payload)
+
+    def stream(self, namespace: str | None = None, start: int = 0, timeout: float | None = None) -> Iterator[Any]:
+        """Yield the chunks the run writes, live (see :meth:`actorflow.Runtime.stream`)."""
+        return self._rt.stream(self.id, namespace, start, timeout)
 
     def tree(self) -> RunTree:
         """The run and its descendants with their states; prints as an indented table."""

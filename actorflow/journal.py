@@ -17,6 +17,12 @@ is in WAL mode, so they never block the writer. Tables, readable with the ``sqli
 ``events``
     an append-only log of every state transition of every run, and of every failed
     attempt of a step.
+``messages``
+    events sent to runs (``rt.send``, ``rt.resume_hook``) and which call took each.
+``hooks``
+    hook tokens and the runs holding them.
+``chunks``
+    the streams runs write (``ctx.write``), in order per run and namespace.
 ``steps``
     one row per checkpointed call of a run (steps, ``ctx.now()``...): name, state,
     result or error, attempts. Replay matches calls to these rows by ``seq``.
@@ -46,7 +52,7 @@ import sqlite_utils
 
 from . import messages as m
 from ._actor import Actor
-from .errors import ActorflowError, JournalError, RunNotFound
+from .errors import ActorflowError, HookConflict, HookNotFound, JournalError, RunFinished, RunNotFound
 
 log = logging.getLogger("actorflow")
 
@@ -235,6 +241,22 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         if_not_exists=True,
     )
     db.table("events").create_index(["run_id"], if_not_exists=True)
+    db.table("messages").create(
+        {"id": int, "run_id": str, "topic": str, "payload": str, "sent_at": str, "taken_seq": int, "taken_at": str},
+        pk="id",
+        not_null={"run_id", "topic", "sent_at"},
+        if_not_exists=True,
+    )
+    db.table("messages").create_index(["run_id", "topic", "taken_seq"], if_not_exists=True)
+    db.table("hooks").create({"token": str, "run_id": str, "created_at": str}, pk="token", not_null={"run_id"}, if_not_exists=True)
+    db.table("chunks").create(
+        {"run_id": str, "namespace": str, "idx": int, "seq": int, "data": str, "closed": int, "at": str},
+        pk=("run_id", "namespace", "idx"),
+        not_null={"run_id", "namespace", "idx", "seq", "closed", "at"},
+        defaults={"closed": 0},
+        if_not_exists=True,
+    )
+    db.table("chunks").create_index(["run_id", "seq"], unique=True, if_not_exists=True)
     db.table("steps").create(
         {
             "run_id": str,
@@ -378,6 +400,17 @@ def tree_rows(conn: sqlite3.Connection, run_id: str) -> list[tuple[int, m.Row]]:
     return out
 
 
+def chunk_rows(conn: sqlite3.Connection, run_id: str, namespace: str, start: int, limit: int) -> list[tuple[int, Any, int]]:
+    """``(index, data, closed)`` of a stream's chunks from ``start``, in order."""
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            "SELECT idx, data, closed FROM chunks WHERE run_id=? AND namespace=? AND idx>=? ORDER BY idx LIMIT ?",
+            (run_id, namespace, start, limit),
+        )
+    ]
+
+
 def step_rows(conn: sqlite3.Connection, run_id: str) -> list[m.Row]:
     """The ``steps`` rows of a run, in call order."""
     cur = conn.execute("SELECT * FROM steps WHERE run_id=? ORDER BY seq", (run_id,))
@@ -461,7 +494,8 @@ _INSERT_RUN = (
 _run_values = operator.itemgetter(*_RUN_COLUMNS)
 _INSERT_EVENT = "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)"
 _INSERT_TWO_EVENTS = "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
-_FAIL_FAST = (m.InsertRun, m.RequestCancel)
+_FAIL_FAST = (m.InsertRun, m.RequestCancel, m.InsertEvent)
+_WRITE_THEN_CHECK = frozenset({m.TakeEvent})  # may raise after writing: needs a savepoint
 
 # what an applied write leaves to do after the commit: (result for reply_to, change for the
 # registry or None, (actor, message) to tell or None)
@@ -500,6 +534,10 @@ class Journal(Actor):
             m.RetryRun: self._retry_run,
             m.ReleaseRun: self._release_run,
             m.SetWaiting: self._set_waiting,
+            m.InsertEvent: self._insert_event,
+            m.TakeEvent: self._take_event,
+            m.RegisterHook: self._register_hook,
+            m.WriteChunk: self._write_chunk,
         }
 
     def on_start(self) -> None:
@@ -605,9 +643,12 @@ class Journal(Actor):
                 try:
                     outcome = handlers[type(msg)](msg)
                 except ActorflowError as exc:
-                    outcomes.append((msg, None, exc))
+                    if type(msg) in _WRITE_THEN_CHECK and not careful:
+                        raise _OpFailed from exc  # it may have written before it failed: redo carefully
                     if careful:
+                        conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
+                    outcomes.append((msg, None, exc))
                     continue
                 except Exception as exc:
                     if not careful:
@@ -869,3 +910,65 @@ class Journal(Actor):
             executing = previous.executing + (() if ended else (msg.run_id,))
             tell = (msg.notify, m.RunsCancelled(executing, previous.ended + ended))
         return True, changes, tell
+
+    # -- events, hooks, streams --------------------------------------------------------
+
+    def _insert_event(self, msg: m.InsertEvent) -> _Outcome:
+        run_id = msg.run_id
+        if msg.hook is not None:
+            found = self._conn.execute(
+                f"SELECT h.run_id FROM hooks h JOIN runs r ON r.id=h.run_id WHERE h.token=? AND r.state IN {_UNFINISHED_SQL}",
+                (msg.hook,),
+            ).fetchone()
+            if found is None:
+                raise HookNotFound(msg.hook)
+            run_id = found[0]
+        assert run_id is not None
+        state = self._conn.execute("SELECT state FROM runs WHERE id=?", (run_id,)).fetchone()
+        if state is None:
+            raise RunNotFound(run_id)
+        if state[0] not in UNFINISHED:
+            raise RunFinished(run_id, state[0])
+        cur = self._conn.execute(
+            "INSERT INTO messages (run_id, topic, payload, sent_at) VALUES (?, ?, ?, ?)", (run_id, msg.topic, msg.payload, msg.at)
+        )
+        tell = (msg.notify, m.EventArrived(run_id, msg.topic)) if msg.notify is not None else None
+        return cur.lastrowid, None, tell
+
+    def _take_event(self, msg: m.TakeEvent) -> _Outcome:
+        row = self._conn.execute(
+            "UPDATE messages SET taken_seq=?, taken_at=? WHERE id=(SELECT id FROM messages "
+            "WHERE run_id=? AND topic=? AND taken_seq IS NULL ORDER BY id LIMIT 1) RETURNING payload",
+            (msg.seq, msg.at, msg.run_id, msg.topic),
+        ).fetchone()
+        if row is None:
+            return None, None, None
+        if not self._upsert_step(msg.run_id, msg.seq, msg.name, "completed", result=row[0], attempts=1, completed_at=msg.at):
+            raise RunFinished(msg.run_id, "finished")  # rolls the take back with the group's savepoint
+        return (row[0],), None, None
+
+    def _register_hook(self, msg: m.RegisterHook) -> _Outcome:
+        holder = self._conn.execute(
+            f"SELECT h.run_id FROM hooks h JOIN runs r ON r.id=h.run_id WHERE h.token=? AND r.state IN {_UNFINISHED_SQL}",
+            (msg.token,),
+        ).fetchone()
+        if holder is not None and holder[0] != msg.run_id:
+            raise HookConflict(msg.token, holder[0])
+        self._conn.execute("INSERT OR REPLACE INTO hooks (token, run_id, created_at) VALUES (?, ?, ?)", (msg.token, msg.run_id, msg.at))
+        token = json.dumps(msg.token)
+        self._upsert_step(msg.run_id, msg.seq, "actorflow.hook", "completed", result=token, attempts=1, completed_at=msg.at)
+        return True, None, None
+
+    def _write_chunk(self, msg: m.WriteChunk) -> _Outcome:
+        row = self._conn.execute(
+            "INSERT INTO chunks (run_id, namespace, idx, seq, data, closed, at) "
+            "SELECT ?, ?, COALESCE((SELECT max(idx) + 1 FROM chunks WHERE run_id=? AND namespace=?), 0), ?, ?, ?, ? "
+            f"WHERE EXISTS (SELECT 1 FROM runs WHERE id=? AND state IN {_UNFINISHED_SQL}) "
+            "ON CONFLICT DO NOTHING RETURNING idx",
+            (msg.run_id, msg.namespace, msg.run_id, msg.namespace, msg.seq, msg.data, int(msg.close), msg.at, msg.run_id),
+        ).fetchone()
+        if row is None:
+            return None, None, None
+        self._upsert_step(msg.run_id, msg.seq, "actorflow.write", "completed", result="null", attempts=1, completed_at=msg.at)
+        tell = (msg.notify, m.ChunkWritten(msg.run_id, msg.namespace, row[0])) if msg.notify is not None else None
+        return row[0], None, tell

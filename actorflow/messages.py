@@ -73,6 +73,25 @@ class CancelRun:
     reply_to: pykka.Future[Any] | None = None
 
 
+@dataclass(frozen=True)
+class SendEvent:
+    """Deliver ``payload`` on ``topic`` to a run (durably); the answer is the event's id.
+
+    Attributes:
+        run_id: the run; None with ``hook`` set.
+        topic: the topic ``ctx.wait_event`` waits on.
+        payload: any serializable value.
+        hook: a hook token (``rt.resume_hook``): the run holding it gets the payload.
+        reply_to: resolved once the event is committed.
+    """
+
+    run_id: str | None
+    topic: str
+    payload: Any = None
+    hook: str | None = None
+    reply_to: pykka.Future[Any] | None = None
+
+
 # --------------------------------------------------------------------------------------
 # Supervisor (internal)
 # --------------------------------------------------------------------------------------
@@ -135,6 +154,15 @@ class Passivated:
     run_id: str
     wait: int
     wake_at: float | None = None
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class EventArrived:
+    """Journal → supervisor: an event for the run is committed; wake it if it waits for one."""
+
+    run_id: str
+    topic: str
 
 
 @dataclass(frozen=True)
@@ -220,6 +248,7 @@ class StepAttemptFailed:
     retry_in: float
     retry_at: str
     at: str
+    reply_to: pykka.Future[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -312,6 +341,62 @@ class SetWaiting:
 
 
 @dataclass(frozen=True)
+class InsertEvent:
+    """Store an event for a run (or for the run holding ``hook``); answers its id.
+
+    Raises RunNotFound / RunFinished / HookNotFound to the sender.
+    """
+
+    run_id: str | None
+    topic: str
+    payload: str | bytes
+    at: str
+    hook: str | None = None
+    reply_to: pykka.Future[Any] | None = None
+    notify: pykka.ActorRef[Any] | None = None
+
+
+@dataclass(frozen=True)
+class TakeEvent:
+    """Consume the oldest unconsumed event of ``topic`` for the run and checkpoint it as call ``seq``.
+
+    Answers the payload's stored data, or None when there is none yet. Taking and
+    checkpointing are one transaction: an event is delivered exactly once.
+    """
+
+    run_id: str
+    topic: str
+    seq: int
+    name: str
+    at: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class RegisterHook:
+    """Give the run the hook ``token`` and checkpoint it as call ``seq``; raises HookConflict."""
+
+    run_id: str
+    token: str
+    seq: int
+    at: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class WriteChunk:
+    """Append a chunk to a run's stream (checkpointed as call ``seq``, so a replay writes nothing)."""
+
+    run_id: str
+    namespace: str
+    seq: int
+    data: str | bytes | None
+    at: str
+    close: bool = False
+    notify: pykka.ActorRef[Any] | None = None
+
+
+@dataclass(frozen=True)
 class LoadUnfinished:
     """Ask: the rows of every run not in a terminal state, oldest first."""
 
@@ -391,6 +476,35 @@ class GetTree:
     """Ask: ``[(depth, row), ...]`` of a run and its descendants, depth first."""
 
     run_id: str
+
+
+@dataclass(frozen=True)
+class ChunkWritten:
+    """Journal → registry: a chunk is committed (wake the stream readers)."""
+
+    run_id: str
+    namespace: str
+    index: int
+
+
+@dataclass(frozen=True)
+class GetChunks:
+    """Ask: ``(chunks, run_finished)``: chunks ``(index, data, closed)`` from ``start``, at most ``limit``."""
+
+    run_id: str
+    namespace: str
+    start: int
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class WatchChunks:
+    """Resolve ``future`` once the stream has a chunk at ``start`` or later, or the run has ended."""
+
+    run_id: str
+    namespace: str
+    start: int
+    future: pykka.Future[Any]
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ class Registry(Actor):
         # and awaited run → the waiters
         self._awaits: dict[str, _Await] = {}
         self._awaited_by: dict[str, set[str]] = {}
+        # stream readers waiting for a chunk: run id → [(namespace, start, future)]
+        self._readers: dict[str, list[tuple[str, int, pykka.Future[Any]]]] = {}
 
     def on_start(self) -> None:
         """Open the read connection in the actor's own thread."""
@@ -59,6 +61,10 @@ class Registry(Actor):
 
     def on_stop(self) -> None:
         """Fail the waiters left (the runtime is closing) and close the connection."""
+        for readers in self._readers.values():
+            for _, _, future in readers:
+                future.set_exception(exc_info=(RuntimeClosed, RuntimeClosed("the runtime shut down"), None))
+        self._readers.clear()
         for run_id, futures in self._waiters.items():
             error = RuntimeClosed(
                 f"the runtime shut down before run {run_id!r} finished; the run stays in the "
@@ -98,6 +104,17 @@ class Registry(Actor):
         elif isinstance(message, m.GetTree):
             assert self._conn is not None
             return journal.tree_rows(self._conn, message.run_id)
+        elif isinstance(message, m.ChunkWritten):
+            self._chunk_written(message.run_id, message.namespace, message.index)
+        elif isinstance(message, m.GetChunks):
+            assert self._conn is not None
+            chunks = journal.chunk_rows(self._conn, message.run_id, message.namespace, message.start, message.limit)
+            row = self._row(message.run_id)
+            if row is None:
+                raise RunNotFound(message.run_id)
+            return chunks, row["state"] in _TERMINAL
+        elif isinstance(message, m.WatchChunks):
+            self._watch_chunks(message)
         elif isinstance(message, m.GetSteps):
             assert self._conn is not None
             return journal.step_rows(self._conn, message.run_id)
@@ -142,6 +159,8 @@ class Registry(Actor):
                         waiting.settled[run_id] = dict(row)
                         self._check(waiter, waiting)
                 self._forget(run_id)  # a waiter that ended waits no more
+                for _, _, future in self._readers.pop(run_id, ()):
+                    future.set(None)  # its stream has ended
 
     def _await(self, message: m.AwaitRuns) -> None:
         key = message.waiter
@@ -190,6 +209,34 @@ class Registry(Actor):
                 keys.discard(key)
                 if not keys:
                     del self._awaited_by[run_id]
+
+    def _chunk_written(self, run_id: str, namespace: str, index: int) -> None:
+        readers = self._readers.get(run_id)
+        if not readers:
+            return
+        keep = []
+        for ns, start, future in readers:
+            if ns == namespace and index >= start:
+                future.set(None)
+            else:
+                keep.append((ns, start, future))
+        if keep:
+            self._readers[run_id] = keep
+        else:
+            del self._readers[run_id]
+
+    def _watch_chunks(self, message: m.WatchChunks) -> None:
+        assert self._conn is not None
+        row = self._row(message.run_id)
+        if row is None:
+            error = RunNotFound(message.run_id)
+            message.future.set_exception(exc_info=(RunNotFound, error, None))
+            return
+        ready = journal.chunk_rows(self._conn, message.run_id, message.namespace, message.start, 1)
+        if ready or row["state"] in _TERMINAL:
+            message.future.set(None)
+        else:
+            self._readers.setdefault(message.run_id, []).append((message.namespace, message.start, message.future))
 
     def _watch(self, message: m.Watch) -> None:
         row = self._row(message.run_id)

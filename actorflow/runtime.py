@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pykka
@@ -13,6 +13,7 @@ from . import journal
 from . import messages as m
 from ._future import Reply
 from ._ids import new_ulid
+from .clock import Clock
 from .errors import ActorflowError, RunNotFound, RuntimeClosed
 from .handle import RunHandle
 from .registry import Registry
@@ -54,6 +55,8 @@ class Runtime:
         passivate_after: seconds a run that waits (for child runs) keeps its thread before
             it gives up its execution actor and is resumed later by replay. A waiting run
             gives it up at once when other runs are queued for a slot.
+        clock: where the runtime reads the time for wake-ups, timeouts and retry delays;
+            pass a :class:`~actorflow.ManualClock` to move time by hand in tests.
 
     Attributes:
         path: the journal file.
@@ -76,6 +79,7 @@ class Runtime:
         recover: bool = True,
         max_recoveries: int = 10,
         passivate_after: float = 1.0,
+        clock: Clock | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
@@ -100,7 +104,7 @@ class Runtime:
         self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path)
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
             self._journal, self.registry, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0,
-            max_recoveries, passivate_after,
+            max_recoveries, passivate_after, clock,
         )  # fmt: skip
         if recover:
             rows: list[m.Row] = self._journal.ask(m.LoadUnfinished())  # type: ignore[assignment]
@@ -247,6 +251,77 @@ class Runtime:
             except pykka.ActorDeadError:
                 pass
             raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running") from None
+
+    # -- events and streams -----------------------------------------------------------
+
+    def send(self, run_id: str, topic: str, payload: Any = None) -> None:
+        """Deliver an event to a run: its next ``ctx.wait_event(topic)`` returns ``payload``.
+
+        Returns once the event is committed. Events wait in order until the run takes
+        them; none is lost or delivered twice across crashes.
+
+        Raises:
+            RunNotFound: no such run.
+            RunFinished: the run has finished.
+            SerializationError: the payload cannot be stored.
+        """
+        self._check_open()
+        _check_id(run_id)
+        future: Reply[Any] = Reply()
+        self._tell(self.supervisor, m.SendEvent(run_id, topic, payload, reply_to=future))
+        self._await(future, self.supervisor)
+
+    def resume_hook(self, token: str, payload: Any = None) -> None:
+        """Deliver ``payload`` to the run holding the hook ``token`` (from ``ctx.hook()``).
+
+        Raises:
+            HookNotFound: no unfinished run holds the token.
+            SerializationError: the payload cannot be stored.
+        """
+        self._check_open()
+        if not isinstance(token, str):
+            raise TypeError(f"a hook token is a str, not {type(token).__name__}")
+        future: Reply[Any] = Reply()
+        self._tell(self.supervisor, m.SendEvent(None, "hook:" + token, payload, hook=token, reply_to=future))
+        self._await(future, self.supervisor)
+
+    def stream(self, run_id: str, namespace: str | None = None, start: int = 0, timeout: float | None = None) -> Iterator[Any]:
+        """Yield the chunks a run writes (``ctx.write``), live, from index ``start``.
+
+        The iterator blocks until the next chunk is committed (nobody polls) and ends
+        when the run ends or closes the stream (``ctx.close_stream``). It can be resumed
+        from any index, after a restart too.
+
+        Args:
+            run_id: the run.
+            namespace: which of the run's streams (``ctx.write(..., namespace=...)``).
+            start: the index of the first chunk to yield.
+            timeout: seconds to wait for each next chunk; then :class:`TimeoutError`.
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        self._check_open()
+        _check_id(run_id)
+        ns = namespace or ""
+        index = start
+        while True:
+            chunks, finished = self._ask(self.registry, m.GetChunks(run_id, ns, index))
+            for idx, data, closed in chunks:
+                if closed:
+                    return
+                yield self.serializer.loads(data)
+                index = idx + 1
+            if chunks:
+                continue
+            if finished:
+                return
+            future: Reply[Any] = Reply()
+            self._tell(self.registry, m.WatchChunks(run_id, ns, index, future))
+            try:
+                future.get(timeout=timeout)
+            except pykka.Timeout:
+                raise TimeoutError(f"no chunk from run {run_id} within {timeout}s") from None
 
     # -- cancelling -------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import json
 import logging
 from typing import Any
 
@@ -24,6 +25,7 @@ from ._actor import Actor
 from ._future import Reply
 from ._ids import new_run_id
 from ._pool import WorkerPool
+from .clock import Clock, SystemClock
 from .context import RunControl
 from .errors import RuntimeClosed, RunTimedOut, SerializationError
 from .execution import Execution
@@ -56,6 +58,7 @@ class Supervisor(Actor):
         max_recoveries: a run recovered more often than this fails instead of executing.
         passivate_after: seconds a run may wait while holding its thread before it gives
             up its actor (at once when other runs are queued for a slot).
+        clock: where wake-up times are read (a :class:`~actorflow.ManualClock` in tests).
     """
 
     def __init__(
@@ -68,12 +71,14 @@ class Supervisor(Actor):
         answer_timeout: float,
         max_recoveries: int = 10,
         passivate_after: float = 1.0,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__()
+        self._clock: Clock = clock if clock is not None else SystemClock()
         self._registry = registry
         self._passivate_after = passivate_after
         self._max_recoveries = max_recoveries
-        self._timers = Timers()
+        self._timers = Timers(clock=self._clock.time)
         self._journal = journal
         self._serializer = serializer
         self._concurrency = concurrency
@@ -81,7 +86,8 @@ class Supervisor(Actor):
         self._answer_timeout = answer_timeout
         self._running: dict[str, RunControl] = {}
         self._ready: collections.deque[m.Row] = collections.deque()
-        self._waiting: dict[str, int] = {}  # passivated runs → the number of the wait
+        self._waiting: dict[str, tuple[int, str | None]] = {}  # passivated runs → (wait number, event topic)
+        self._poked: set[str] = set()  # executing runs an event arrived for
         self._woken: set[tuple[str, int]] = set()  # waits met while their run was still executing
         self.pressure = Pressure()
         self._closing = False
@@ -104,28 +110,38 @@ class Supervisor(Actor):
             self._admit(message.row)
         elif isinstance(message, m.Recover):
             for row in message.rows:
-                self._admit(row)
+                self._recover(row)
         elif isinstance(message, m.RunEnded):
             self._running.pop(message.run_id, None)
+            self._poked.discard(message.run_id)
             self._woken = {w for w in self._woken if w[0] != message.run_id} if self._woken else self._woken
             self._fill()
         elif isinstance(message, m.Passivated):
             self._running.pop(message.run_id, None)
-            if (message.run_id, message.wait) in self._woken:  # met while it was giving up
+            poked = message.topic is not None and message.run_id in self._poked
+            self._poked.discard(message.run_id)
+            if (message.run_id, message.wait) in self._woken or poked:  # met while it was giving up
                 self._woken.discard((message.run_id, message.wait))
                 self._admit({"id": message.run_id})
             else:
-                self._waiting[message.run_id] = message.wait
-                if message.wake_at is not None:
-                    ref, wake = self.actor_ref, m.Wake(message.run_id, message.wait)
-                    self._timers.call_at(message.wake_at, lambda: ref.tell(wake))
+                self._wait(message.run_id, message.wait, message.topic, message.wake_at)
             self._fill()
         elif isinstance(message, m.Wake):
             if message.run_id in self._running:
                 self._woken.add((message.run_id, message.wait))
-            elif self._waiting.get(message.run_id) == message.wait:
+            elif (self._waiting.get(message.run_id) or (None,))[0] == message.wait:
                 del self._waiting[message.run_id]
                 self._admit({"id": message.run_id})
+        elif isinstance(message, m.EventArrived):
+            control = self._running.get(message.run_id)
+            if control is not None:
+                self._poked.add(message.run_id)
+                control.poke.set()
+            elif (self._waiting.get(message.run_id) or (None, None))[1] == message.topic:
+                del self._waiting[message.run_id]
+                self._admit({"id": message.run_id})
+        elif isinstance(message, m.SendEvent):
+            return self._answer(message.reply_to, self._send_event, message)
         elif isinstance(message, m.RunsCancelled):
             for run_id in message.executing:
                 control = self._running.get(run_id)
@@ -179,8 +195,8 @@ class Supervisor(Actor):
             # actor waits for the insert's commit before it does anything
             row.update(state="running", attempt=1, started_at=row["created_at"], owner=self._owner)
             if row["timeout"]:
-                row["deadline"] = _dt.datetime.fromisoformat(row["created_at"]) + _dt.timedelta(seconds=row["timeout"])
-                row["deadline"] = row["deadline"].isoformat(timespec="microseconds")
+                deadline = _dt.datetime.fromtimestamp(self._clock.time() + row["timeout"], _dt.UTC)
+                row["deadline"] = deadline.isoformat(timespec="microseconds")
             admitted: Reply[bool] = Reply()
             self._journal.tell(m.InsertRun(row, reply_to=reply_to, admitted=admitted))
             self._spawn(row, inserted=admitted)
@@ -243,6 +259,38 @@ class Supervisor(Actor):
             "updated_at": at,
         }
 
+    # -- waiting runs -----------------------------------------------------------------
+
+    def _wait(self, run_id: str, wait: int, topic: str | None, wake_at: float | None) -> None:
+        """Keep a passivated run until its wait is met (a Wake, an event on ``topic``, or ``wake_at``)."""
+        self._waiting[run_id] = (wait, topic)
+        if wake_at is not None:
+            ref, wake = self.actor_ref, m.Wake(run_id, wait)
+            self._timers.call_at(wake_at, lambda: ref.tell(wake))
+
+    def _recover(self, row: m.Row) -> None:
+        """Resume an unfinished run found at open: re-arm a sleeping run's timer, run the others."""
+        if row["state"] == "waiting" and row.get("waiting_for"):
+            try:
+                waiting_for = json.loads(row["waiting_for"])
+            except ValueError:
+                waiting_for = {}
+            if "sleep_until" in waiting_for and "wait" in waiting_for and row.get("wake_at"):
+                wake_at = _dt.datetime.fromisoformat(row["wake_at"]).timestamp()
+                self._wait(row["id"], int(waiting_for["wait"]), None, wake_at)
+                return
+        self._admit(row)
+
+    def _send_event(self, msg: m.SendEvent, reply_to: pykka.Future[Any]) -> None:
+        try:
+            payload = self._serializer.dumps(msg.payload)
+        except Exception as exc:
+            raise SerializationError(f"the event's payload cannot be serialized: {exc}", argument="payload") from exc
+        if not isinstance(msg.topic, str) or not msg.topic:
+            raise ValueError(f"an event topic is a non-empty str, not {msg.topic!r}")
+        self._journal.tell(m.InsertEvent(msg.run_id, msg.topic, payload, now_iso(), hook=msg.hook, reply_to=reply_to,
+                                         notify=self.actor_ref))  # fmt: skip
+
     # -- timeouts ---------------------------------------------------------------------
 
     def _deadline(self, run_id: str) -> None:
@@ -252,11 +300,12 @@ class Supervisor(Actor):
         the flow, told through its control, stops at its next checkpoint.
         """
         control = self._running.get(run_id)
-        if control is None:
-            return
-        control.set(control.timed_out)
+        if control is not None:
+            control.set(control.timed_out)
+        self._waiting.pop(run_id, None)  # a passivated run times out without waking up
         error = RunTimedOut(f"run {run_id} exceeded its flow timeout", run_id=run_id)
-        self._journal.tell(m.FinishRun(run_id, "timed_out", now_iso(), error=dump_error(error)))
+        # fenced in the journal: a run that has ended meanwhile is left as it is
+        self._journal.tell(m.FinishRun(run_id, "timed_out", now_iso(), error=dump_error(error), cascade=self.actor_ref))
 
     # -- cancel -----------------------------------------------------------------------
 
@@ -290,7 +339,7 @@ class Supervisor(Actor):
         self._running[row["id"]] = control
         Execution.start(
             row, self._journal, self.actor_ref, self._registry, self._serializer, control, self._owner,
-            self._pool, self._max_recoveries, self.pressure, self._passivate_after, inserted,
+            self._pool, self._max_recoveries, self.pressure, self._passivate_after, self._clock, inserted,
         )  # fmt: skip
 
     def _fill(self) -> None:

@@ -14,6 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+EARLY = 0.001
+"""Seconds a timer may fire before its time: wake-up times are stored to the microsecond, so
+one read back can be a fraction of a microsecond later than the time it was computed from."""
+
 
 class Timers:
     """Calls callbacks at wall-clock times (epoch seconds), from one daemon thread.
@@ -25,6 +29,9 @@ class Timers:
 
     def __init__(self, name: str = "actorflow-timers", clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
+        owner = getattr(clock, "__self__", None)
+        if hasattr(owner, "listen"):  # a manual clock: re-check the due times when it moves
+            owner.listen(self._poke)
         self._heap: list[tuple[float, int, Callable[[], Any]]] = []
         self._ids = itertools.count()
         self._cancelled: set[int] = set()
@@ -42,6 +49,10 @@ class Timers:
                 self._cond.notify()
         return handle
 
+    def _poke(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
     def cancel(self, handle: int) -> None:
         """Forget a scheduled callback (nothing happens if it already ran)."""
         with self._cond:
@@ -57,7 +68,7 @@ class Timers:
                 while not self._stopping:
                     if self._heap:
                         delay = self._heap[0][0] - self._clock()
-                        if delay <= 0:
+                        if delay <= EARLY:
                             break
                         self._cond.wait(min(delay, 1.0))
                     else:

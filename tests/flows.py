@@ -435,3 +435,99 @@ def logged_child(ctx: actorflow.Context, log: str, i: int) -> int:
 @actorflow.flow
 def crash_fan_out(ctx: actorflow.Context, log: str, n: int) -> int:
     return sum(ctx.gather(*[ctx.start(logged_child, log, i) for i in range(n)]))
+
+
+# ---------------------------------------------------------------------------- waiting
+
+
+@actorflow.flow
+def sleeper(ctx: actorflow.Context, duration: Any) -> str:
+    ctx.sleep(duration)
+    return "awake"
+
+
+@actorflow.flow
+def approval(ctx: actorflow.Context, request_id: int) -> Any:
+    ctx.write({"status": "asked", "request": request_id})
+    decision = ctx.wait_event("decision", timeout="1d")
+    if decision is None:
+        return "expired"
+    ctx.sleep("10m")
+    return decision["answer"]
+
+
+@actorflow.flow
+def collect_events(ctx: actorflow.Context, topic: str, n: int) -> list[Any]:
+    return [ctx.wait_event(topic) for _ in range(n)]
+
+
+@actorflow.flow
+def collect_after_gate(ctx: actorflow.Context, name: str, n: int) -> list[Any]:
+    arrived(name).set()
+    while not gate(name).wait(0.005):
+        ctx.checkpoint()
+    return [ctx.wait_event("news") for _ in range(n)]
+
+
+@actorflow.flow
+def hooked(ctx: actorflow.Context, token: str | None, n: int) -> Any:
+    hook = ctx.hook(token)
+    ctx.write(hook.token)
+    return [hook.token, [hook.wait() for _ in range(n)]]
+
+
+@actorflow.flow
+def hook_conflict(ctx: actorflow.Context, token: str) -> str:
+    try:
+        ctx.hook(token)
+    except actorflow.HookConflict as exc:
+        return f"conflict with {exc.holder}"
+    return "no conflict"
+
+
+@actorflow.flow
+def writer(ctx: actorflow.Context, name: str, n: int) -> int:
+    for i in range(n):
+        ctx.write({"i": i})
+        if i == 1:
+            arrived(name).set()
+            while not gate(name).wait(0.005):
+                ctx.checkpoint()
+    ctx.write("other", namespace="logs")
+    return n
+
+
+@actorflow.flow
+def writes_then_closes(ctx: actorflow.Context) -> str:
+    ctx.write(1)
+    ctx.close_stream()
+    ctx.write(2)  # after the close: readers have stopped
+    return "done"
+
+
+@actorflow.step(retries=actorflow.Retry(max_attempts=2, initial=3600, jitter=0))
+def fails_once_an_hour(key: str) -> str:
+    if count(key) == 1:
+        raise ConnectionError("try again in an hour")
+    return "second attempt"
+
+
+@actorflow.flow
+def slow_retry(ctx: actorflow.Context, key: str) -> str:
+    return fails_once_an_hour(key)
+
+
+@actorflow.flow(timeout=3600)
+def hour_limit(ctx: actorflow.Context) -> str:
+    ctx.sleep("2h")
+    return "slept past the limit"
+
+
+@actorflow.flow
+def waits_for_event(ctx: actorflow.Context, i: int) -> int:
+    return int(ctx.wait_event("go")) + i
+
+
+@actorflow.flow
+def clock_now(ctx: actorflow.Context) -> Any:
+    return ctx.now()

@@ -99,7 +99,7 @@ def test_a_waiting_parent_passivates_and_resumes(db_path: str) -> None:
         assert arrived("passivated-child").wait(30)  # only runs once the parent gave up the one slot
         status = parent.status()
         assert status.state is actorflow.State.WAITING
-        assert status.waiting_for == {"mode": "all", "runs": [f"{parent.id}.1"], "count": 1}
+        assert status.waiting_for == {"wait": 2, "mode": "all", "runs": [f"{parent.id}.1"], "count": 1}
         assert "waiting_for" in repr(status)
         gate("passivated-child").set()
         assert parent.result(timeout=30) == "child done"
