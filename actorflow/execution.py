@@ -254,7 +254,7 @@ class Execution(Actor):
         self.send(m.SaveStep(self.run_id, seq, "actorflow.sleep", "completed", 1, at, result="null"))
         self.checkpoints[seq] = {"name": "actorflow.sleep", "state": "completed", "result": "null"}
 
-    def wait_event(self, topic: str, timeout: float | None) -> Any:
+    def wait_event(self, topic: str, timeout: float | _dt.timedelta | str | None) -> Any:
         """``ctx.wait_event``: the next payload on ``topic``, or None once ``timeout`` has passed."""
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"an event topic is a non-empty str, not {topic!r}")
@@ -499,8 +499,9 @@ class Execution(Actor):
                     summary = str(error_info(exc))
                     at = now_iso()
                     retry_at = self.clock.time() + delay
+                    error_text = dump_error(exc)
                     self.ask(
-                        lambda reply: m.StepAttemptFailed(self.run_id, seq, step.name, attempt, dump_error(exc), summary,
+                        lambda reply: m.StepAttemptFailed(self.run_id, seq, step.name, attempt, error_text, summary,
                                                           round(delay, 6), _iso(retry_at), at, reply_to=reply)  # fmt: skip
                     )
                     self.wait_until(seq, retry_at, {"retry": step.name, "until": _iso(retry_at)})

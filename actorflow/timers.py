@@ -29,9 +29,9 @@ class Timers:
 
     def __init__(self, name: str = "actorflow-timers", clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        owner = getattr(clock, "__self__", None)
-        if hasattr(owner, "listen"):  # a manual clock: re-check the due times when it moves
-            owner.listen(self._poke)
+        listen = getattr(getattr(clock, "__self__", None), "listen", None)
+        if listen is not None:  # a manual clock: re-check the due times when it moves
+            listen(self._poke)
         self._heap: list[tuple[float, int, Callable[[], Any]]] = []
         self._ids = itertools.count()
         self._cancelled: set[int] = set()
