@@ -46,3 +46,9 @@ def one_step_child(ctx: actorflow.Context, x: int) -> int:
 @actorflow.flow
 def fan_out_sum(ctx: actorflow.Context, n: int) -> int:
     return sum(ctx.gather(*[ctx.start(one_step_child, i) for i in range(n)]))
+
+
+@actorflow.flow
+def sleep_3s(ctx: actorflow.Context) -> str:
+    ctx.sleep(3)
+    return "awake"

@@ -6,6 +6,8 @@ Workloads (see ../shared/design.md, "How it is measured"):
 - throughput: 2,000 trivial runs started, then all awaited; runs/s.
 - W2 throughput: 2,000 runs of 3 steps each, started, then all awaited; runs/s and steps/s.
 - W3 fan-out: one parent starts 500 children (1 step each), gathers and sums; seconds.
+- W4 waiting: 1,000 runs each sleeping 3 s durably (and 10,000), in a fresh process each:
+  wall seconds until all complete, peak RSS, peak thread count.
 - W5 recovery: 100 runs of five 50 ms steps (concurrency 8) in a process killed with SIGKILL
   after about 1.5 s; a new process opens the journal: do all complete, how many steps ran
   twice (only those in flight at the kill may), and the seconds from reopen to all done.
@@ -99,6 +101,25 @@ def w3_fan_out(folder: str) -> Result:
     return [("W3 fan-out", "s for 500 children, gathered", f"{elapsed:.3f}")]
 
 
+def w4_waiting(folder: str) -> Result:
+    """1,000 and 10,000 runs each sleeping 3 s durably, each batch in a fresh process."""
+    rows: Result = []
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for n in (1000, 10000):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.w4_child", _journal(folder, f"w4-{n}"), str(n)],
+            capture_output=True, text=True, env=env, check=True,
+        ).stdout  # fmt: skip
+        wall, rss, threads, ok = out.split()
+        label = f"W4 waiting ({n:,} runs)"
+        rows += [
+            (label, "wall s until all complete", f"{float(wall):.2f}" + ("" if ok == "True" else " (WRONG RESULTS)")),
+            (label, "peak RSS MB", rss),
+            (label, "peak threads", threads),
+        ]
+    return rows
+
+
 def w5_recovery(folder: str) -> Result:
     """100 runs of five 50 ms steps; SIGKILL after ~1.5 s; a new process finishes them."""
     journal = _journal(folder, "w5")
@@ -177,6 +198,7 @@ WORKLOADS: dict[str, Callable[[str], Result]] = {
     "throughput": throughput,
     "W2": w2_throughput,
     "W3": w3_fan_out,
+    "W4": w4_waiting,
     "W5": w5_recovery,
     "limit": limit,
 }
