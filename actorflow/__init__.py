@@ -16,7 +16,7 @@ and restarts, and anyone holding the id can inspect it, wait for it, or cancel i
 """
 
 from . import messages
-from .children import Child, ChildHandle, ChildOutcome, await_result, parent_flow, sequence
+from .children import AwaitResult, Child, ChildHandle, ChildOutcome, await_result, parent_flow, sequence
 from .clock import Clock, ManualClock, SystemClock
 from .context import Context, Hook, current_run
 from .errors import (
@@ -55,6 +55,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActorflowError",
+    "AwaitResult",
     "Cancelled",
     "Child",
     "ChildHandle",

@@ -114,7 +114,33 @@ def wait_first(execution: Execution, handles: Sequence[ChildHandle | str], timeo
         return handle, exc
 
 
-def await_result(target: Callable[..., Any]) -> Callable[..., Any]:
+class AwaitResult:
+    """A flow wrapped by :func:`await_result`: calling it from a flow starts a child and waits.
+
+    A class rather than a closure so that flows using it can be stored by value
+    (cloudpickle) when they live in ``__main__``.
+    """
+
+    def __init__(self, target: Callable[..., Any]) -> None:
+        if not callable(target):
+            raise TypeError(f"await_result() takes a flow, not {target!r}")
+        self.target = target
+        functools.update_wrapper(self, target)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ctx = _current.get()
+        if ctx is None:
+            raise ActorflowError(
+                f"{flow_name(self.target)}: a flow wrapped with await_result() is called from inside a flow; "
+                "outside one, use rt.start(flow, ...).result()"
+            )
+        return ctx.start(self.target, *args, **kwargs).result()
+
+    def __repr__(self) -> str:
+        return f"<await_result {flow_name(self.target)}>"
+
+
+def await_result(target: Callable[..., Any]) -> AwaitResult:
     """Turn a flow into a call that starts it as a child run and waits for its result.
 
     Defer's ``awaitResult``: ``charge = actorflow.await_result(charge_flow)`` and then,
@@ -122,18 +148,20 @@ def await_result(target: Callable[..., Any]) -> Callable[..., Any]:
     :class:`~actorflow.RunFailed` (its exception as ``__cause__``) like any exception.
     Called outside a flow it raises :class:`~actorflow.ActorflowError`.
     """
+    return AwaitResult(target)
 
-    @functools.wraps(target)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        ctx = _current.get()
-        if ctx is None:
-            raise ActorflowError(
-                f"{flow_name(target)}: a flow wrapped with await_result() is called from inside a flow; "
-                "outside one, use rt.start(flow, ...).result()"
-            )
-        return ctx.start(target, *args, **kwargs).result()
 
-    return call
+class _Sequence:
+    """The body of a :func:`sequence` flow (a class, so that it can be pickled)."""
+
+    def __init__(self, parts: tuple[Callable[..., Any], ...]) -> None:
+        self.parts = parts
+
+    def __call__(self, ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        value = ctx.start(self.parts[0], *args, **kwargs).result()
+        for part in self.parts[1:]:
+            value = ctx.start(part, value).result()
+        return value
 
 
 def sequence(*flows: Callable[..., Any], name: str | None = None) -> Flow:
@@ -152,14 +180,7 @@ def sequence(*flows: Callable[..., Any], name: str | None = None) -> Flow:
         if not callable(f):
             raise TypeError(f"sequence() takes flows, not {f!r}")
     parts = tuple(flows)
-
-    def run_sequence(ctx: Any, *args: Any, **kwargs: Any) -> Any:
-        value = ctx.start(parts[0], *args, **kwargs).result()
-        for part in parts[1:]:
-            value = ctx.start(part, value).result()
-        return value
-
-    return Flow(run_sequence, name=name or "sequence(" + ", ".join(flow_name(f) for f in parts) + ")")
+    return Flow(_Sequence(parts), name=name or "sequence(" + ", ".join(flow_name(f) for f in parts) + ")")
 
 
 @dataclass(frozen=True)
@@ -193,6 +214,24 @@ class ChildOutcome:
     error: RunError | None = None
 
 
+class _ParentFlow:
+    """The body of a :func:`parent_flow` flow (a class, so that it can be pickled)."""
+
+    def __init__(self, run: Callable[..., tuple[Any, Sequence[Child]]], finalize: Callable[[Any, Any, list[ChildOutcome]], Any]) -> None:
+        self.run = run
+        self.finalize = finalize
+
+    def __call__(self, ctx: Any, *args: Any, **kwargs: Any) -> Any:
+        output, children = self.run(ctx, *args, **kwargs)
+        handles = [ctx.start(c.flow, *c.args, **c.kwargs) for c in children]
+        settled = ctx.gather(*handles, return_exceptions=True) if handles else []
+        outcomes = [
+            ChildOutcome(h.id, False, error=v) if isinstance(v, RunError) else ChildOutcome(h.id, True, value=v)
+            for h, v in zip(handles, settled, strict=True)
+        ]
+        return self.finalize(ctx, output, outcomes)
+
+
 def parent_flow(
     run: Callable[..., tuple[Any, Sequence[Child]]],
     finalize: Callable[[Any, Any, list[ChildOutcome]], Any],
@@ -206,15 +245,4 @@ def parent_flow(
     parallel; when all have ended (completed or not), ``finalize(ctx, output, outcomes)``
     runs and its return value is the flow's result.
     """
-
-    def run_parent(ctx: Any, *args: Any, **kwargs: Any) -> Any:
-        output, children = run(ctx, *args, **kwargs)
-        handles = [ctx.start(c.flow, *c.args, **c.kwargs) for c in children]
-        settled = ctx.gather(*handles, return_exceptions=True) if handles else []
-        outcomes = [
-            ChildOutcome(h.id, False, error=v) if isinstance(v, RunError) else ChildOutcome(h.id, True, value=v)
-            for h, v in zip(handles, settled, strict=True)
-        ]
-        return finalize(ctx, output, outcomes)
-
-    return Flow(run_parent, name=name or f"parent_flow({flow_name(run)})")
+    return Flow(_ParentFlow(run, finalize), name=name or f"parent_flow({flow_name(run)})")
