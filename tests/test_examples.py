@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("script", "expected"),
     [
         ("quickstart.py", ["result: 'hello ada'", "failed: ValueError: card 4242 was declined", "cancelled after"]),
-        ("fan_out.py", ["'total': 55", "failed  ValueError: empty chunk"]),
+        ("fan_out.py", ["'total': 55", "failed     ValueError: empty chunk"]),
         ("approval.py", ["result: yes", "actorflow.sleep"]),
     ],
 )
