@@ -58,11 +58,13 @@ class RunControl:
         timed_out: set when the flow's timeout passed (the run is already ``timed_out``).
         interrupt: set together with any of the above, to wake a run that waits.
         poke: set when an event for the run is committed, to wake a run waiting for one.
+        shutdown: set when the runtime begins to shut down (``ctx.shutting_down``).
     """
 
-    __slots__ = ("abandon", "cancel", "interrupt", "poke", "timed_out")
+    __slots__ = ("abandon", "cancel", "interrupt", "poke", "shutdown", "timed_out")
 
     def __init__(self) -> None:
+        self.shutdown = Flag()
         self.cancel = Flag()
         self.abandon = Flag()
         self.timed_out = Flag()
@@ -114,6 +116,16 @@ class Context:
     def cancelled(self) -> bool:
         """True once a cancellation of this run was accepted; a long loop should check it and stop."""
         return self._execution.control.cancel.is_set()
+
+    @property
+    def shutting_down(self) -> bool:
+        """True once the runtime has begun to shut down.
+
+        A long flow or step can check it to wrap up early (the runtime waits for running
+        runs up to its shutdown timeout). A run cut off by the shutdown resumes from its
+        checkpoints at the next open.
+        """
+        return self._execution.control.shutdown.is_set()
 
     def checkpoint(self) -> None:
         """Raise :class:`~actorflow.Cancelled` if the run was cancelled; otherwise do nothing.

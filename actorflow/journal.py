@@ -538,6 +538,7 @@ class Journal(Actor):
             m.TakeEvent: self._take_event,
             m.RegisterHook: self._register_hook,
             m.WriteChunk: self._write_chunk,
+            m.Purge: self._purge,
         }
 
     def on_start(self) -> None:
@@ -972,3 +973,32 @@ class Journal(Actor):
         self._upsert_step(msg.run_id, msg.seq, "actorflow.write", "completed", result="null", attempts=1, completed_at=msg.at)
         tell = (msg.notify, m.ChunkWritten(msg.run_id, msg.namespace, row[0])) if msg.notify is not None else None
         return row[0], None, tell
+
+    # -- retention ---------------------------------------------------------------------
+
+    _TERMINAL_SQL = "('completed','failed','cancelled','timed_out')"
+
+    def _purge(self, msg: m.Purge) -> _Outcome:
+        states = tuple(s for s in msg.states if s in ("completed", "failed", "cancelled", "timed_out"))
+        if not states:
+            return 0, None, None
+        marks = ",".join("?" * len(states))
+        conn = self._conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM doomed")
+        # top-level runs (no parent, or a parent already gone) that match, and their subtrees;
+        # of those, only the finished ones: an unfinished run is never purged
+        conn.execute(
+            "INSERT INTO doomed (id) "
+            "WITH RECURSIVE tree(id) AS ("
+            f"SELECT id FROM runs WHERE state IN ({marks}) AND completed_at < ? "
+            "AND (parent_id IS NULL OR parent_id NOT IN (SELECT id FROM runs)) "
+            "UNION ALL SELECT r.id FROM runs r JOIN tree t ON r.parent_id = t.id"
+            f") SELECT id FROM tree WHERE id IN (SELECT id FROM runs WHERE state IN {self._TERMINAL_SQL})",
+            (*states, msg.before),
+        )
+        for table in ("steps", "events", "messages", "chunks", "hooks"):
+            conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM doomed)")  # noqa: S608 - fixed names
+        deleted = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM doomed)").rowcount
+        conn.execute("DELETE FROM doomed")
+        return deleted, None, None

@@ -397,6 +397,18 @@ class WriteChunk:
 
 
 @dataclass(frozen=True)
+class Purge:
+    """Delete finished runs (``states``) completed before ``before``, with their children and records.
+
+    Unfinished runs are never deleted. Answers the number of runs deleted.
+    """
+
+    before: str
+    states: tuple[str, ...]
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
 class LoadUnfinished:
     """Ask: the rows of every run not in a terminal state, oldest first."""
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import threading
-from collections.abc import Callable, Iterator
+import time as _time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pykka
@@ -14,6 +16,7 @@ from . import messages as m
 from ._future import Reply
 from ._ids import new_ulid
 from .clock import Clock
+from .durations import parse_duration
 from .errors import ActorflowError, RunNotFound, RuntimeClosed
 from .handle import RunHandle
 from .registry import Registry
@@ -57,6 +60,8 @@ class Runtime:
             gives it up at once when other runs are queued for a slot.
         clock: where the runtime reads the time for wake-ups, timeouts and retry delays;
             pass a :class:`~actorflow.ManualClock` to move time by hand in tests.
+        retention: keep finished runs this long (seconds, timedelta or ``"7d"``), then
+            purge them automatically (see :meth:`purge`); None keeps them forever.
 
     Attributes:
         path: the journal file.
@@ -80,9 +85,13 @@ class Runtime:
         max_recoveries: int = 10,
         passivate_after: float = 1.0,
         clock: Clock | None = None,
+        retention: float | _dt.timedelta | str | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+        if passivate_after < 0:
+            raise ValueError(f"passivate_after must be >= 0 seconds, not {passivate_after!r}")
+        retention_s = parse_duration(retention) if retention is not None else None
         self.path = str(path)
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
         self.incarnation = "rt_" + new_ulid()
@@ -104,7 +113,7 @@ class Runtime:
         self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path)
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
             self._journal, self.registry, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0,
-            max_recoveries, passivate_after, clock,
+            max_recoveries, passivate_after, clock, retention_s,
         )  # fmt: skip
         if recover:
             rows: list[m.Row] = self._journal.ask(m.LoadUnfinished())  # type: ignore[assignment]
@@ -340,6 +349,38 @@ class Runtime:
         future: Reply[Any] = Reply()
         self._tell(self.supervisor, m.CancelRun(run_id, reply_to=future))
         return bool(self._await(future, self.supervisor))
+
+    # -- retention --------------------------------------------------------------------
+
+    def purge(
+        self,
+        older_than: float | _dt.timedelta | str = 0,
+        states: Iterable[str | State] = ("completed", "failed", "cancelled", "timed_out"),
+    ) -> int:
+        """Delete finished runs that ended more than ``older_than`` ago, with everything recorded for them.
+
+        A run's children (and theirs) go with it; its steps, events, stream chunks and
+        hooks too. Unfinished runs are never purged. SQLite reuses the freed pages, so a
+        journal purged regularly stops growing (it does not shrink on disk; ``VACUUM``
+        with the sqlite3 shell does that while no runtime has it open).
+
+        Args:
+            older_than: seconds, a timedelta or text like ``"7d"``; 0 purges every finished run.
+            states: which terminal states to purge (the default: all four).
+
+        Returns:
+            The number of runs deleted.
+        """
+        self._check_open()
+        seconds = parse_duration(older_than)
+        wanted = tuple(State(s).value for s in states)
+        for state in wanted:
+            if not State(state).terminal:
+                raise ValueError(f"only finished runs can be purged, not {state!r} ones")
+        before = _dt.datetime.fromtimestamp(_time.time() - seconds, _dt.UTC).isoformat(timespec="microseconds")
+        future: Reply[Any] = Reply()
+        self._tell(self._journal, m.Purge(before, wanted, reply_to=future))
+        return int(self._await(future, self._journal))
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -59,6 +59,8 @@ class Supervisor(Actor):
         passivate_after: seconds a run may wait while holding its thread before it gives
             up its actor (at once when other runs are queued for a slot).
         clock: where wake-up times are read (a :class:`~actorflow.ManualClock` in tests).
+        retention: if set, finished runs older than this many seconds are purged
+            periodically (every tenth of it, between 1 s and 5 min).
     """
 
     def __init__(
@@ -72,8 +74,10 @@ class Supervisor(Actor):
         max_recoveries: int = 10,
         passivate_after: float = 1.0,
         clock: Clock | None = None,
+        retention: float | None = None,
     ) -> None:
         super().__init__()
+        self._retention = retention
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._registry = registry
         self._passivate_after = passivate_after
@@ -94,6 +98,24 @@ class Supervisor(Actor):
         self._drained: list[pykka.Future[Any]] = []
         self._pool = WorkerPool(concurrency, name="actorflow-run")
         self._refs: dict[Any, tuple[str, bytes | None]] = {}  # flow → import reference
+
+    def on_start(self) -> None:
+        """Schedule the automatic purge, if a retention is set."""
+        if self._retention is not None:
+            self._schedule_purge()
+
+    def _schedule_purge(self) -> None:
+        assert self._retention is not None
+        every = min(max(self._retention / 10, 1.0), 300.0)
+        retention, journal, ref = self._retention, self._journal, self.actor_ref
+
+        def purge() -> None:
+            before = _dt.datetime.fromtimestamp(self._clock.time() - retention, _dt.UTC)
+            journal.tell(m.Purge(before.isoformat(timespec="microseconds"), ("completed", "failed", "cancelled", "timed_out")))
+            if ref.is_alive():
+                self._timers.call_at(self._clock.time() + every, purge)
+
+        self._timers.call_at(self._clock.time() + every, purge)
 
     def on_stop(self) -> None:
         """Stop the timers; let the worker threads go once their runs have stopped."""
@@ -151,6 +173,8 @@ class Supervisor(Actor):
                 self._waiting.pop(run_id, None)
         elif isinstance(message, m.Drain):
             self._closing = True
+            for control in self._running.values():
+                control.shutdown.set()  # ctx.shutting_down
             self._drained.append(message.reply_to)
             self._check_drained()
         elif isinstance(message, m.Abandon):

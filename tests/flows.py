@@ -531,3 +531,11 @@ def waits_for_event(ctx: actorflow.Context, i: int) -> int:
 @actorflow.flow
 def clock_now(ctx: actorflow.Context) -> Any:
     return ctx.now()
+
+
+@actorflow.flow
+def notices_shutdown(ctx: actorflow.Context, name: str) -> str:
+    arrived(name).set()
+    while not ctx.shutting_down:
+        gate(name).wait(0.005)
+    return "wrapped up for shutdown"
