@@ -149,10 +149,13 @@ class Context:
         """Call ``fn(*args, **kwargs)`` as a checkpointed step (for a function not decorated with ``@step``).
 
         ``fn`` may also be a :class:`~actorflow.Step` (``actorflow.step(fn, retries=...)``)
-        to give it options. Returns the step's result; raises its final failure.
+        to give it options. Returns the step's result; raises its final failure. Called
+        from inside a step's body it is a plain call, like a nested step.
         """
-        from .steps import Step
+        from .steps import Step, _current_step
 
+        if _current_step.get() is not None:  # inside a step body: a plain call, like a nested step
+            return (fn.fn if isinstance(fn, Step) else fn)(*args, **kwargs)
         step = fn if isinstance(fn, Step) else Step(fn)
         return self._execution.run_step(step, args, kwargs)
 

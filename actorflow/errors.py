@@ -223,7 +223,8 @@ class NonDeterminismError(ActorflowError):
             f"run {run_id}: replay diverged at call {position}: the journal has step {expected!r} "
             f"there, but the flow now calls {actual!r}. Flow code must call the same steps in the "
             "same order on every execution (do I/O, clock and random reads inside steps); "
-            "a changed flow needs a new name for runs started with the old code"
+            "to change a flow that has runs in progress, add the new version under a new name and "
+            "keep the old one importable until its runs have finished"
         )
         self.run_id = run_id
         self.position = position

@@ -36,10 +36,10 @@ from ._ids import child_run_id
 from ._pool import WorkerPool
 from .context import Abandoned, Context, Ended, RunControl, _reset_current, _set_current
 from .durations import parse_duration, wake_time
-from .errors import ActorflowError, Cancelled, FatalError, NonDeterminismError, SerializationError, StepTimeout
+from .errors import ActorflowError, Cancelled, FatalError, NonDeterminismError, RunTimedOut, SerializationError, StepTimeout
 from .flows import flow_name, flow_retry
 from .journal import now_iso, parse_ts
-from .serialization import ErrorInfo, Serializer, describe_unserializable, dump_error, error_info, load_error, load_flow
+from .serialization import ErrorInfo, Serializer, dump_error, error_info, load_error, load_flow
 from .steps import Step, StepInfo, _current_step
 from .timers import EARLY
 
@@ -346,7 +346,9 @@ class Execution(Actor):
         return StepFailed(f"step {saved['name']!r} failed: {info}", error=info)
 
     def run_value(self, name: str, produce: Callable[[], Any]) -> Any:
-        """A checkpointed value (``ctx.now()``, ``ctx.random()``, ``ctx.uuid()``)."""
+        """A checkpointed value (``ctx.now()``, ``ctx.random()``, ``ctx.uuid()``); plain inside a step body."""
+        if _current_step.get() is not None:
+            return produce()
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
             return self.serializer.loads(saved["result"])
@@ -486,8 +488,7 @@ class Execution(Actor):
                 try:
                     data = self.serializer.dumps(value)
                 except Exception as exc:
-                    culprit = describe_unserializable(self.serializer, [("return value", value)]) or exc
-                    raise FatalError(f"step {step.name!r} returned a value that cannot be serialized: {culprit}") from exc
+                    raise FatalError(f"step {step.name!r} returned a value that cannot be serialized: {exc}") from exc
             except (Abandoned, Ended):
                 raise
             except BaseException as exc:  # noqa: BLE001 - a step's failure is checkpointed
@@ -495,7 +496,11 @@ class Execution(Actor):
                     self.checkpoint()  # the run was cancelled/abandoned meanwhile
                 final = isinstance(exc, FatalError) or attempt >= policy.max_attempts
                 if not final:
-                    delay = policy.delay(attempt, exc)
+                    try:
+                        delay = policy.delay(attempt, exc, now=self.clock.time())
+                    except (TypeError, ValueError) as bad:  # a RetryableError with a bad retry_after
+                        log.warning("step %s: %s; using the retry policy's delay", step.name, bad)
+                        delay = policy.delay(attempt)
                     summary = str(error_info(exc))
                     at = now_iso()
                     retry_at = self.clock.time() + delay
@@ -590,7 +595,13 @@ class Execution(Actor):
             row, steps = claimed
             self.checkpoints = {s["seq"]: s for s in steps}
         if row.get("deadline"):
-            self.supervisor.tell(m.WatchDeadline(self.run_id, _ts(row["deadline"])))  # type: ignore[arg-type]
+            due = _ts(row["deadline"])
+            assert due is not None
+            if self.clock.time() >= due - EARLY:  # it passed while no runtime had the run
+                late = RunTimedOut(f"run {self.run_id} exceeded its flow timeout", run_id=self.run_id)
+                self.finish("timed_out", error=dump_error(late))
+                return
+            self.supervisor.tell(m.WatchDeadline(self.run_id, due))
         if row["cancel_requested"]:
             self.control.set(self.control.cancel)
             self.finish("cancelled")
@@ -667,8 +678,7 @@ class Execution(Actor):
         try:
             data = self.serializer.dumps(value)
         except Exception as exc:
-            culprit = describe_unserializable(self.serializer, [("return value", value)]) or exc
-            error = SerializationError(f"the flow's return value cannot be serialized: {culprit}")
+            error = SerializationError(f"the flow's return value cannot be serialized: {exc}")
             self.finish("failed", error=dump_error(error))
             return
         self.finish("completed", result=data)

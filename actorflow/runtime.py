@@ -89,6 +89,8 @@ class Runtime:
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+        if durability not in ("normal", "full"):
+            raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
         if passivate_after < 0:
             raise ValueError(f"passivate_after must be >= 0 seconds, not {passivate_after!r}")
         retention_s = parse_duration(retention) if retention is not None else None
