@@ -539,3 +539,23 @@ def notices_shutdown(ctx: actorflow.Context, name: str) -> str:
     while not ctx.shutting_down:
         gate(name).wait(0.005)
     return "wrapped up for shutdown"
+
+
+@actorflow.step
+def step_using_ctx() -> int:
+    ctx = actorflow.current_run()
+    ctx.now()  # plain inside a step: no checkpoint of its own
+    return ctx.step(len, "abcd")
+
+
+@actorflow.flow
+def flow_calling_ctx_in_step(ctx: actorflow.Context) -> int:
+    return step_using_ctx()
+
+
+@actorflow.flow(timeout=60)
+def short_deadline(ctx: actorflow.Context, name: str) -> str:
+    arrived(name).set()
+    while not gate(name).wait(0.005):
+        ctx.checkpoint()
+    return "finished"

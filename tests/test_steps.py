@@ -302,3 +302,22 @@ def test_sigkill_at_random_moments_never_repeats_a_committed_step(tmp_path: Path
         results = sorted(view.result(s.id) for s in statuses)
     assert results == sorted(sum(i * 10 + k for k in range(5)) for i in range(runs))
     assert len(seen) == runs * 5
+
+
+def test_ctx_calls_inside_a_step_body_are_plain(rt: actorflow.Runtime) -> None:
+    run = rt.start(flows.flow_calling_ctx_in_step)
+    assert run.result(timeout=10) == 4
+    assert [s.name for s in run.steps()] == ["step_using_ctx"]
+
+
+def test_a_deadline_that_passed_while_no_runtime_was_open_times_the_run_out(db_path: str) -> None:
+    with actorflow.Runtime(db_path) as rt:
+        run = rt.start(flows.short_deadline, "deadline-closed")
+        assert arrived("deadline-closed").wait(10)
+        rt.shutdown(timeout=0.05)
+    gate("deadline-closed").set()  # the flow would now finish at once
+    clock = actorflow.ManualClock()
+    clock.advance(120)
+    with actorflow.Runtime(db_path, clock=clock) as rt:
+        with pytest.raises(actorflow.RunTimedOut):
+            rt.result(run.id, timeout=10)
