@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import sys
+import threading
 from typing import Any, TypeVar
 
 import pykka
@@ -39,7 +40,8 @@ class Reply(pykka.Future[T]):
             pykka.Timeout: ``timeout`` seconds passed first.
         """
         if not self._set:
-            if not self._lock.acquire(True, -1 if timeout is None else max(timeout, 0)):
+            wait = -1 if timeout is None else min(max(timeout, 0), threading.TIMEOUT_MAX)
+            if not self._lock.acquire(True, wait):
                 raise pykka.Timeout(f"{timeout} seconds")
             self._lock.release()  # let the next waiter through
         if self._exc is not None:

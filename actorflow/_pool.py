@@ -10,6 +10,7 @@ reporting its end and its thread becoming free.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -56,6 +57,8 @@ class WorkerPool:
                 return
             try:
                 fn()
+            except BaseException:  # noqa: BLE001 - keep the thread: the pool counts on it
+                logging.getLogger("actorflow").exception("a pool thread's work raised")
             finally:
                 with self._lock:
                     self._idle += 1

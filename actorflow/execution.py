@@ -36,9 +36,19 @@ from ._ids import child_run_id
 from ._pool import WorkerPool
 from .context import Abandoned, Context, Ended, RunControl, _reset_current, _set_current
 from .durations import parse_duration, wake_time
-from .errors import ActorflowError, Cancelled, FatalError, NonDeterminismError, RunTimedOut, SerializationError, StepTimeout
+from .errors import (
+    ActorflowError,
+    Cancelled,
+    FatalError,
+    NonDeterminismError,
+    RuntimeClosed,
+    RunTimedOut,
+    SerializationError,
+    StepTimeout,
+)
 from .flows import flow_name, flow_retry
 from .journal import now_iso, parse_ts
+from .registry import condition_met
 from .serialization import ErrorInfo, Serializer, dump_error, error_info, load_error, load_flow
 from .steps import Step, StepInfo, _current_step
 from .timers import EARLY
@@ -47,6 +57,7 @@ log = logging.getLogger("actorflow")
 
 _WAIT_SLICE = 0.25  # how often a blocked execution looks at its abandon flag
 _IMMUTABLE = frozenset({int, str, float, bool, type(None), bytes})
+TERMINAL_NAMES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 _step_threads = itertools.count(1)
 
 
@@ -375,7 +386,10 @@ class Execution(Actor):
             self.supervisor.tell(m.StartRun(fn, tuple(args), kwargs, parent_id=self.run_id, run_id=child_id, reply_to=reply))
         except pykka.ActorDeadError:
             raise Abandoned from None
-        run_id = str(self.await_(reply))
+        try:
+            run_id = str(self.await_(reply))
+        except RuntimeClosed:
+            raise Abandoned from None  # shutting down: the run resumes here at the next open
         at = now_iso()
         self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=self.serializer.dumps(run_id), started_at=at))
         self.checkpoints[seq] = {"name": name, "state": "completed", "result": self.serializer.dumps(run_id)}
@@ -411,7 +425,15 @@ class Execution(Actor):
         began = time.monotonic()
         settled: dict[str, m.Row] | None = None
         while settled is None:
+            if reply.done:
+                settled = reply.get()
+                break
             if deadline is not None and self.clock.time() >= deadline - EARLY:
+                # the deadline has passed: still, runs that have all settled win over it
+                now: Any = self.registry.ask(m.GetRuns(run_ids))
+                ended = {i: r for i, r in dict(now).items() if r["state"] in TERMINAL_NAMES}
+                if condition_met(mode, run_ids, ended):
+                    settled = ended
                 break
             wait = _WAIT_SLICE / 10 if deadline is None else max(0.0, min(_WAIT_SLICE / 10, deadline - self.clock.time()))
             try:
@@ -594,6 +616,8 @@ class Execution(Actor):
                 return
             row, steps = claimed
             self.checkpoints = {s["seq"]: s for s in steps}
+            # a run that started children before must cancel them however it ends now
+            self.has_children = any(s["name"].startswith("start:") for s in steps)
         if row.get("deadline"):
             due = _ts(row["deadline"])
             assert due is not None
@@ -641,9 +665,13 @@ class Execution(Actor):
                 except Passivate as wait:
                     # give up the actor; the supervisor resumes the run when its wait is met
                     waiting_for = json.dumps(wait.waiting_for)
-                    self.send(m.SetWaiting(self.run_id, waiting_for, _iso(wait.wake_at) if wait.wake_at else None, now_iso()))
-                    self.passivated = wait
-                    return
+                    wake = _iso(wait.wake_at) if wait.wake_at else None
+                    outcome = self.ask(lambda r: m.SetWaiting(self.run_id, waiting_for, wake, now_iso(), reply_to=r))
+                    if outcome == "waiting":
+                        self.passivated = wait
+                    elif outcome == "cancel_requested":  # a cancel landed just before: honour it now
+                        self.finish("cancelled")
+                    return  # else the run ended meanwhile (timed out, cancelled): nothing to do
                 except (Abandoned, Ended):
                     raise
                 except BaseException as exc:  # noqa: BLE001 - even SystemExit in a flow is its outcome
@@ -658,10 +686,17 @@ class Execution(Actor):
                         self.finish("cancelled")
                         return
                     if not isinstance(exc, FatalError) and self.attempt < policy.max_attempts:
-                        delay = policy.delay(self.attempt, exc)
-                        self.pause(delay)
+                        delay = policy.delay(self.attempt)
                         summary = str(error_info(exc))
-                        attempt = self.ask(lambda r: m.RetryRun(self.run_id, summary, round(delay, 6), now_iso(), reply_to=r))
+                        try:
+                            self.pause(delay)
+                            attempt = self.ask(lambda r: m.RetryRun(self.run_id, summary, round(delay, 6), now_iso(), reply_to=r))
+                        except Cancelled:
+                            self.finish("cancelled")
+                            return
+                        except ActorflowError as journal_error:
+                            self.finish("failed", error=dump_error(journal_error))
+                            return
                         if attempt is None:
                             raise Ended from None
                         self.attempt = ctx.attempt = attempt

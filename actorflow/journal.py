@@ -607,23 +607,31 @@ class Journal(Actor):
         changes = []
         for msg, outcome, failure in outcomes:
             reply_to = getattr(msg, "reply_to", None)
-            if failure is not None:
+            try:
+                if failure is not None:
+                    if isinstance(msg, m.InsertRun) and msg.admitted is not None:
+                        msg.admitted.set(False)  # not created: its execution actor just ends
+                    if reply_to is not None:
+                        reply_to.set_exception(exc_info=(type(failure), failure, failure.__traceback__))
+                    continue
+                assert outcome is not None
+                result, change, tell = outcome
                 if reply_to is not None:
-                    reply_to.set_exception(exc_info=(type(failure), failure, failure.__traceback__))
-                continue
-            assert outcome is not None
-            result, change, tell = outcome
-            if reply_to is not None:
-                reply_to.set(result)
-            if change is not None:
-                if isinstance(change, list):
-                    changes.extend(change)
-                else:
-                    changes.append(change)
-            if tell is not None:
-                tell[0].tell(tell[1])
+                    reply_to.set(result)
+                if change is not None:
+                    if isinstance(change, list):
+                        changes.extend(change)
+                    else:
+                        changes.append(change)
+                if tell is not None:
+                    tell[0].tell(tell[1])
+            except Exception:  # a dead listener (shutting down) must not cost the others their answers
+                log.debug("journal: could not deliver the outcome of %r", msg, exc_info=True)
         if changes:
-            self._registry.tell(m.Committed(tuple(changes)))
+            try:
+                self._registry.tell(m.Committed(tuple(changes)))
+            except pykka.ActorDeadError:
+                pass
 
     def _apply_batch(self, batch: list[Any], *, careful: bool) -> list[tuple[Any, _Outcome | None, BaseException | None]]:
         """Apply every write of ``batch`` in one transaction and commit it.
@@ -876,23 +884,27 @@ class Journal(Actor):
 
     def _set_waiting(self, msg: m.SetWaiting) -> _Outcome:
         cur = self._conn.execute(
-            "UPDATE runs SET state='waiting', waiting_for=?, wake_at=?, updated_at=? WHERE id=? AND state='running'",
+            "UPDATE runs SET state='waiting', waiting_for=?, wake_at=?, updated_at=? "
+            "WHERE id=? AND state='running' AND cancel_requested=0",
             (msg.waiting_for, msg.wake_at, msg.at, msg.run_id),
         )
         if cur.rowcount == 0:
-            return False, None, None
+            row = self._conn.execute("SELECT state, cancel_requested FROM runs WHERE id=?", (msg.run_id,)).fetchone()
+            if row is not None and row[0] == "running" and row[1]:
+                return "cancel_requested", None, None
+            return None, None, None
         self._event(msg.run_id, msg.at, "waiting", msg.waiting_for)
-        return True, (msg.run_id, {"state": "waiting", "waiting_for": msg.waiting_for, "wake_at": msg.wake_at}), None
+        return "waiting", (msg.run_id, {"state": "waiting", "waiting_for": msg.waiting_for, "wake_at": msg.wake_at}), None
 
     def _request_cancel(self, msg: m.RequestCancel) -> _Outcome:
         row = self._returning(
             "UPDATE runs SET cancel_requested=1, updated_at=?, "
             "state = CASE WHEN state IN ('pending','waiting') THEN 'cancelled' ELSE state END, "
             "completed_at = CASE WHEN state IN ('pending','waiting') THEN ? ELSE completed_at END "
-            f"WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
+            f"WHERE id=? AND state IN {_UNFINISHED_SQL} AND cancel_requested=0 RETURNING *",
             (msg.at, msg.at, msg.run_id),
         )
-        if row is None:
+        if row is None:  # finished, or its cancellation was asked for before: this call changes nothing
             exists = self._conn.execute("SELECT 1 FROM runs WHERE id=?", (msg.run_id,)).fetchone()
             if exists is None:
                 raise RunNotFound(msg.run_id)

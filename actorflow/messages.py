@@ -332,12 +332,17 @@ class RequestCancel:
 
 @dataclass(frozen=True)
 class SetWaiting:
-    """The run gives up its execution actor until ``waiting_for`` is met (or ``wake_at``)."""
+    """The run gives up its execution actor until ``waiting_for`` is met (or ``wake_at``).
+
+    Answers ``"waiting"``; ``"cancel_requested"`` if a cancel was accepted meanwhile (the
+    run stays running, to end as cancelled); or None if the run has ended.
+    """
 
     run_id: str
     waiting_for: str
     wake_at: str | None
     at: str
+    reply_to: pykka.Future[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -497,6 +502,14 @@ class ChunkWritten:
     run_id: str
     namespace: str
     index: int
+
+
+@dataclass(frozen=True)
+class UnwatchChunks:
+    """Forget a stream reader that gave up (its timeout passed)."""
+
+    run_id: str
+    future: pykka.Future[Any]
 
 
 @dataclass(frozen=True)

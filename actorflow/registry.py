@@ -23,6 +23,15 @@ from .errors import RunNotFound, RuntimeClosed
 _TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out"})
 
 
+def condition_met(mode: str, run_ids: tuple[str, ...], settled: dict[str, m.Row]) -> bool:
+    """Whether a wait for ``run_ids`` in ``mode`` is over, given the runs that have ``settled``."""
+    if mode == "first":
+        return bool(settled)
+    if mode == "all_or_failure" and any(r["state"] != "completed" for r in settled.values()):
+        return True
+    return len(settled) == len(set(run_ids))
+
+
 class _Await:
     """A run waiting for other runs: the request and the final rows of those ended so far."""
 
@@ -115,6 +124,12 @@ class Registry(Actor):
             return chunks, row["state"] in _TERMINAL
         elif isinstance(message, m.WatchChunks):
             self._watch_chunks(message)
+        elif isinstance(message, m.UnwatchChunks):
+            readers = [r for r in self._readers.get(message.run_id, ()) if r[2] is not message.future]
+            if readers:
+                self._readers[message.run_id] = readers
+            else:
+                self._readers.pop(message.run_id, None)
         elif isinstance(message, m.GetSteps):
             assert self._conn is not None
             return journal.step_rows(self._conn, message.run_id)
@@ -184,13 +199,7 @@ class Registry(Actor):
         """Resolve the wait ``key`` and wake its run if its condition is met."""
         msg = waiting.message
         settled = waiting.settled
-        if msg.mode == "first":
-            met = bool(settled)
-        elif msg.mode == "all_or_failure":
-            met = len(settled) == len(set(msg.run_ids)) or any(r["state"] != "completed" for r in settled.values())
-        else:
-            met = len(settled) == len(set(msg.run_ids))
-        if not met:
+        if not condition_met(msg.mode, msg.run_ids, settled):
             return
         self._forget(key)
         msg.reply_to.set(dict(settled))

@@ -254,14 +254,21 @@ class Runtime:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
         future: Reply[Any] = Reply()
         self._tell(self.registry, m.Watch(run_id, future))
-        try:
-            return future.get(timeout=timeout)  # type: ignore[no-any-return]
-        except pykka.Timeout:
+        deadline = None if timeout is None else _time.monotonic() + timeout
+        while True:
+            remaining = 1.0 if deadline is None else min(1.0, max(0.0, deadline - _time.monotonic()))
             try:
-                self.registry.tell(m.Unwatch(run_id, future))
-            except pykka.ActorDeadError:
-                pass
-            raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running") from None
+                return future.get(timeout=remaining)  # type: ignore[no-any-return]
+            except pykka.Timeout:
+                if not self.registry.is_alive():
+                    raise RuntimeClosed(f"the runtime on {self.path!r} was shut down") from None
+                if deadline is not None and _time.monotonic() >= deadline:
+                    break
+        try:
+            self.registry.tell(m.Unwatch(run_id, future))
+        except pykka.ActorDeadError:
+            pass
+        raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running")
 
     # -- events and streams -----------------------------------------------------------
 
@@ -332,6 +339,7 @@ class Runtime:
             try:
                 future.get(timeout=timeout)
             except pykka.Timeout:
+                self.registry.tell(m.UnwatchChunks(run_id, future))
                 raise TimeoutError(f"no chunk from run {run_id} within {timeout}s") from None
 
     # -- cancelling -------------------------------------------------------------------

@@ -90,6 +90,8 @@ class Supervisor(Actor):
         self._answer_timeout = answer_timeout
         self._running: dict[str, RunControl] = {}
         self._ready: collections.deque[m.Row] = collections.deque()
+        self._ready_ids: set[str] = set()
+        self._gone: set[str] = set()  # executing runs cancelled to their end while passivating
         self._waiting: dict[str, tuple[int, str | None]] = {}  # passivated runs → (wait number, event topic)
         self._poked: set[str] = set()  # executing runs an event arrived for
         self._woken: set[tuple[str, int]] = set()  # waits met while their run was still executing
@@ -135,11 +137,16 @@ class Supervisor(Actor):
                 self._recover(row)
         elif isinstance(message, m.RunEnded):
             self._running.pop(message.run_id, None)
+            self._gone.discard(message.run_id)
             self._poked.discard(message.run_id)
             self._woken = {w for w in self._woken if w[0] != message.run_id} if self._woken else self._woken
             self._fill()
         elif isinstance(message, m.Passivated):
             self._running.pop(message.run_id, None)
+            if message.run_id in self._gone:  # cancelled while it was giving up its actor
+                self._gone.discard(message.run_id)
+                self._fill()
+                return None
             poked = message.topic is not None and message.run_id in self._poked
             self._poked.discard(message.run_id)
             if (message.run_id, message.wait) in self._woken or poked:  # met while it was giving up
@@ -169,8 +176,12 @@ class Supervisor(Actor):
                 control = self._running.get(run_id)
                 if control is not None:
                     control.set(control.cancel)
+                elif run_id in self._waiting:  # passivated just before: resume it to end it
+                    del self._waiting[run_id]
+                    self._admit({"id": run_id})
             for run_id in message.ended:
-                self._waiting.pop(run_id, None)
+                if self._waiting.pop(run_id, None) is None and run_id in self._running:
+                    self._gone.add(run_id)
         elif isinstance(message, m.Drain):
             self._closing = True
             for control in self._running.values():
@@ -211,10 +222,11 @@ class Supervisor(Actor):
     # -- start ------------------------------------------------------------------------
 
     def _start(self, msg: m.StartRun, reply_to: pykka.Future[Any]) -> None:
-        if self._closing:
+        if self._closing and msg.parent_id is None:
             raise RuntimeClosed("the runtime is shutting down and starts no new runs")
         row = self._row(msg)
-        if len(self._running) < self._concurrency and row["id"] not in self._running:
+        known = row["id"] in self._running or row["id"] in self._waiting or row["id"] in self._ready_ids
+        if len(self._running) < self._concurrency and not known and not self._closing:
             # a free slot: insert the run as already running and spawn its actor now; the
             # actor waits for the insert's commit before it does anything
             row.update(state="running", attempt=1, started_at=row["created_at"], owner=self._owner)
@@ -225,6 +237,8 @@ class Supervisor(Actor):
             self._journal.tell(m.InsertRun(row, reply_to=reply_to, admitted=admitted))
             self._spawn(row, inserted=admitted)
         else:
+            # queued (no free slot, a repeated id of a run this supervisor holds, or a child
+            # started while shutting down: it stays pending for the next open)
             self._journal.tell(m.InsertRun(row, reply_to=reply_to, notify=self.actor_ref))
 
     def _row(self, msg: m.StartRun) -> m.Row:
@@ -293,8 +307,12 @@ class Supervisor(Actor):
             self._timers.call_at(wake_at, lambda: ref.tell(wake))
 
     def _recover(self, row: m.Row) -> None:
-        """Resume an unfinished run found at open: re-arm a sleeping run's timer, run the others."""
-        if row["state"] == "waiting" and row.get("waiting_for"):
+        """Resume an unfinished run found at open: re-arm a sleeping run's timers, run the others."""
+        if row["state"] == "waiting" and row.get("waiting_for") and not row.get("cancel_requested"):
+            if row.get("deadline"):  # its flow timeout holds while it sleeps
+                due = _dt.datetime.fromisoformat(row["deadline"]).timestamp()
+                ref, reached = self.actor_ref, m.DeadlineReached(row["id"])
+                self._timers.call_at(due, lambda: ref.tell(reached))
             try:
                 waiting_for = json.loads(row["waiting_for"])
             except ValueError:
@@ -354,8 +372,9 @@ class Supervisor(Actor):
             return
         if len(self._running) < self._concurrency:
             self._spawn(row)
-        else:
+        elif row["id"] not in self._ready_ids:
             self._ready.append(row)
+            self._ready_ids.add(row["id"])
             self.pressure.queued = len(self._ready)
 
     def _spawn(self, row: m.Row, inserted: pykka.Future[Any] | None = None) -> None:
@@ -369,7 +388,9 @@ class Supervisor(Actor):
     def _fill(self) -> None:
         """Spawn queued runs while there are free slots."""
         while self._ready and len(self._running) < self._concurrency and not self._closing:
-            self._spawn(self._ready.popleft())
+            row = self._ready.popleft()
+            self._ready_ids.discard(row["id"])
+            self._spawn(row)
         self.pressure.queued = len(self._ready)
         self._check_drained()
 

@@ -559,3 +559,30 @@ def short_deadline(ctx: actorflow.Context, name: str) -> str:
     while not gate(name).wait(0.005):
         ctx.checkpoint()
     return "finished"
+
+
+@actorflow.flow(retries=actorflow.Retry(max_attempts=3, initial=30, jitter=0))
+def retries_slowly(ctx: actorflow.Context, name: str) -> None:
+    arrived(name).set()
+    raise ConnectionError("will retry in 30 s")
+
+
+@actorflow.flow
+def gather_done_child_with_zero_timeout(ctx: actorflow.Context) -> Any:
+    child = ctx.start(add, 2, 3)
+    child.result()  # surely done now
+    return ctx.gather(child, timeout=0)
+
+
+@actorflow.flow
+def starts_child_late(ctx: actorflow.Context, name: str) -> Any:
+    arrived(name).set()
+    while not gate(name).wait(0.005):
+        ctx.checkpoint()
+    return ctx.start(add, 20, 22).result()
+
+
+@actorflow.flow(timeout=2)
+def sleeps_past_its_timeout(ctx: actorflow.Context) -> str:
+    ctx.sleep(30)
+    return "woke"
