@@ -55,6 +55,8 @@ class Flow:
         metadata: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         detached: bool | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
     ) -> Flow:
         """Return this flow with options for the runs started from it.
 
@@ -69,6 +71,9 @@ class Flow:
                 instead of starting another.
             detached: for a child run (``ctx.start``): it outlives its parent instead of
                 being cancelled when the parent ends or is cancelled.
+            queue: a named queue (``Runtime(queues={"emails": 5})``): at most that many of
+                its runs run at once, across every process on the journal.
+            priority: among waiting runs, higher ones are claimed first (default 0).
 
         Returns:
             A new :class:`Flow`; this one is unchanged.
@@ -84,6 +89,14 @@ class Flow:
             options["idempotency_key"] = idempotency_key
         if detached is not None:
             options["detached"] = bool(detached)
+        if queue is not None:
+            if not isinstance(queue, str) or not queue:
+                raise TypeError(f"queue must be a non-empty str, not {queue!r}")
+            options["queue"] = queue
+        if priority is not None:
+            if not isinstance(priority, int) or isinstance(priority, bool):
+                raise TypeError(f"priority must be an int, not {priority!r}")
+            options["priority"] = priority
         return Flow(self.fn, name=self.name, retries=self.retries, timeout=self.timeout, run_options=options)
 
     def __repr__(self) -> str:

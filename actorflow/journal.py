@@ -23,6 +23,9 @@ is in WAL mode, so they never block the writer. Tables, readable with the ``sqli
     hook tokens and the runs holding them.
 ``chunks``
     the streams runs write (``ctx.write``), in order per run and namespace.
+``runtimes``
+    every runtime that has opened the journal: its process, host and lease. A run's
+    ``owner`` is the runtime executing it; it holds the run while its lease is renewed.
 ``steps``
     one row per checkpointed call of a run (steps, ``ctx.now()``...): name, state,
     result or error, attempts. Replay matches calls to these rows by ``seq``.
@@ -35,17 +38,13 @@ import json
 import logging
 import operator
 import os
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no lock; keep to one Runtime per file yourself
-    fcntl = None  # type: ignore[assignment]
+from typing import Any
 
 import pykka
 import sqlite_utils
@@ -145,45 +144,6 @@ def check_folder(path: str) -> None:
         raise JournalError(f"cannot reach the journal {path!r}: {exc}; check the folder's permissions") from exc
 
 
-def take_ownership(path: str) -> IO[str]:
-    """Lock ``<path>-lock`` so that only one runtime at a time executes the journal's runs.
-
-    The lock is the operating system's (``flock``): it is released when the runtime
-    shuts down or its process dies, however it dies. Readers (:func:`actorflow.inspect`)
-    do not take it.
-
-    Returns:
-        The open lock file; closing it releases the lock.
-
-    Raises:
-        JournalError: another runtime (in this or another process) has the journal open.
-    """
-    lock_path = path + "-lock"
-    try:
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the runtime's lifetime
-    except OSError as exc:
-        raise JournalError(
-            f"the journal {path!r} is read-only here: its lock file {lock_path!r} cannot be created ({exc}); "
-            "give this process write access to the folder, or read the journal with actorflow.inspect()"
-        ) from exc
-    if fcntl is not None:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise JournalError(
-                f"the journal {path!r} is already open in another Runtime (process {holder}); one Runtime "
-                "executes a journal at a time: share that one, or read the journal with actorflow.inspect()"
-            ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
 def _create_schema(conn: sqlite3.Connection) -> None:
     db = sqlite_utils.Database(conn)
     if "meta" not in db.table_names():
@@ -220,6 +180,8 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             "detached": int,
             "waiting_for": str,
             "wake_at": str,
+            "queue": str,
+            "priority": int,
             "created_at": str,
             "started_at": str,
             "completed_at": str,
@@ -227,13 +189,19 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         },
         pk="id",
         not_null={"flow", "flow_ref", "codec", "state", "attempt", "recoveries", "cancel_requested", "created_at"},
-        defaults={"attempt": 0, "recoveries": 0, "cancel_requested": 0, "detached": 0},
+        defaults={"attempt": 0, "recoveries": 0, "cancel_requested": 0, "detached": 0, "priority": 0},
         if_not_exists=True,
     )
     db.table("runs").create_index(["idempotency_key"], unique=True, if_not_exists=True)
     db.table("runs").create_index(["state"], if_not_exists=True)
     db.table("runs").create_index(["parent_id"], if_not_exists=True)
     db.table("runs").create_index(["flow"], if_not_exists=True)
+    db.table("runs").create_index(["owner"], if_not_exists=True)
+    db.table("runtimes").create(
+        {"id": str, "pid": int, "host": str, "started_at": str, "heartbeat_at": float, "lease_until": float},
+        pk="id",
+        if_not_exists=True,
+    )
     db.table("events").create(
         {"seq": int, "run_id": str, "at": str, "kind": str, "detail": str},
         pk="seq",
@@ -371,17 +339,6 @@ def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
     return {state: n for state, n in conn.execute("SELECT state, count(*) FROM runs GROUP BY state")}
 
 
-def unfinished_rows(conn: sqlite3.Connection) -> list[m.Row]:
-    """Rows of every run not in a terminal state, oldest first."""
-    conn_rf = conn.row_factory
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute(f"SELECT * FROM runs WHERE state IN {_UNFINISHED_SQL} ORDER BY created_at, id").fetchall()
-    finally:
-        conn.row_factory = conn_rf
-    return [dict(zip(r.keys(), r)) for r in rows]
-
-
 def tree_rows(conn: sqlite3.Connection, run_id: str) -> list[tuple[int, m.Row]]:
     """A run and its descendants as ``(depth, row)``, depth first, children by creation."""
     root = get_row(conn, run_id)
@@ -485,7 +442,7 @@ def _is_operational(exc: sqlite3.Error) -> bool:
 _RUN_COLUMNS = (
     "id", "flow", "flow_ref", "flow_blob", "codec", "args", "kwargs", "state", "metadata",
     "parent_id", "idempotency_key", "attempt", "cancel_requested", "owner", "timeout", "deadline",
-    "detached", "created_at", "started_at", "updated_at",
+    "detached", "queue", "priority", "created_at", "started_at", "updated_at",
 )  # fmt: skip
 _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
@@ -509,10 +466,14 @@ class Journal(Actor):
         conn: the write connection from :func:`connect` (this actor becomes its only user).
         registry: the registry actor, told of every committed change.
         path: the file name, for error messages.
+        owner: the incarnation id of the runtime: the writes of runs it executes are
+            fenced on ``owner`` (refused once another runtime has taken the run over).
     """
 
-    def __init__(self, conn: sqlite3.Connection, registry: pykka.ActorRef[Any], path: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, registry: pykka.ActorRef[Any], path: str, owner: str) -> None:
         super().__init__()
+        self._owner = owner
+        self._host = socket.gethostname()
         self._conn = conn
         self._registry = registry
         self._path = path
@@ -539,6 +500,10 @@ class Journal(Actor):
             m.RegisterHook: self._register_hook,
             m.WriteChunk: self._write_chunk,
             m.Purge: self._purge,
+            m.RegisterRuntime: self._register_runtime,
+            m.RenewLease: self._renew_lease,
+            m.ClaimOrphans: self._claim_orphans,
+            m.ReleaseAll: self._release_all,
         }
 
     def on_start(self) -> None:
@@ -571,10 +536,6 @@ class Journal(Actor):
             if self.actor_inbox.empty():
                 self._flush()
             return None
-        if isinstance(message, m.LoadUnfinished):
-            if self._pending:
-                self._flush()
-            return unfinished_rows(self._conn)
         return super().handle(message)
 
     # -- group commit ------------------------------------------------------------------
@@ -747,14 +708,13 @@ class Journal(Actor):
         return row["id"], (row["id"], row), tell
 
     def _claim_run(self, msg: m.ClaimRun) -> _Outcome:
-        # a run found running with an owner was cut off by a crash: that is a recovery
+        # the fence: a run another runtime holds is not claimed (recoveries are counted at takeover)
         row = self._returning(
             "UPDATE runs SET state='running', attempt=attempt+1, "
-            "recoveries = recoveries + (state='running' AND owner IS NOT NULL), "
             "waiting_for=NULL, wake_at=NULL, "
             "started_at=?, owner=?, deadline=COALESCE(deadline, ?), updated_at=? "
-            f"WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING *",
-            (msg.at, msg.owner, msg.deadline, msg.at, msg.run_id),
+            f"WHERE id=? AND state IN {_UNFINISHED_SQL} AND (owner IS NULL OR owner=?) RETURNING *",
+            (msg.at, msg.owner, msg.deadline, msg.at, msg.run_id, msg.owner),
         )
         if row is None:
             return None, None, None
@@ -767,7 +727,7 @@ class Journal(Actor):
     _UPSERT_STEP = (
         "INSERT INTO steps (run_id, seq, name, state, result, error, attempts, started_at, completed_at, retry_at) "
         "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-        f"WHERE EXISTS (SELECT 1 FROM runs WHERE id=? AND state IN {_UNFINISHED_SQL}) "
+        f"WHERE EXISTS (SELECT 1 FROM runs WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=?) "
         "ON CONFLICT (run_id, seq) DO UPDATE SET name=excluded.name, state=excluded.state, "
         "result=excluded.result, error=COALESCE(excluded.error, steps.error), attempts=excluded.attempts, "
         "started_at=COALESCE(excluded.started_at, steps.started_at), completed_at=excluded.completed_at, "
@@ -779,7 +739,7 @@ class Journal(Actor):
                      retry_at: str | None = None) -> bool:  # fmt: skip
         cur = self._conn.execute(
             self._UPSERT_STEP,
-            (run_id, seq, name, state, result, error, attempts, started_at, completed_at, retry_at, run_id),
+            (run_id, seq, name, state, result, error, attempts, started_at, completed_at, retry_at, run_id, self._owner),
         )
         return cur.rowcount > 0
 
@@ -805,8 +765,9 @@ class Journal(Actor):
 
     def _retry_run(self, msg: m.RetryRun) -> _Outcome:
         row = self._returning(
-            f"UPDATE runs SET attempt=attempt+1, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING attempt",
-            (msg.at, msg.run_id),
+            f"UPDATE runs SET attempt=attempt+1, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=? "
+            "RETURNING attempt",
+            (msg.at, msg.run_id, self._owner),
         )
         if row is None:
             return None, None, None
@@ -823,8 +784,8 @@ class Journal(Actor):
 
     def _save_progress(self, msg: m.SaveProgress) -> _Outcome:
         cur = self._conn.execute(
-            f"UPDATE runs SET progress=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL}",
-            (msg.progress, msg.at, msg.run_id),
+            f"UPDATE runs SET progress=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=?",
+            (msg.progress, msg.at, msg.run_id, self._owner),
         )
         if cur.rowcount == 0:
             return None, None, None
@@ -837,8 +798,9 @@ class Journal(Actor):
             "state = CASE WHEN cancel_requested=1 AND ? THEN 'cancelled' ELSE ? END, "
             "result = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
             "error = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
-            f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} RETURNING state",
-            (overridable, msg.state, overridable, msg.result, overridable, msg.error, msg.at, msg.at, msg.run_id),
+            f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=? RETURNING state",
+            (overridable, msg.state, overridable, msg.result, overridable, msg.error, msg.at, msg.at, msg.run_id,
+             self._owner),  # fmt: skip
         ).fetchone()
         if row is None:
             return False, None, None
@@ -885,12 +847,12 @@ class Journal(Actor):
     def _set_waiting(self, msg: m.SetWaiting) -> _Outcome:
         cur = self._conn.execute(
             "UPDATE runs SET state='waiting', waiting_for=?, wake_at=?, updated_at=? "
-            "WHERE id=? AND state='running' AND cancel_requested=0",
-            (msg.waiting_for, msg.wake_at, msg.at, msg.run_id),
+            "WHERE id=? AND state='running' AND cancel_requested=0 AND owner=?",
+            (msg.waiting_for, msg.wake_at, msg.at, msg.run_id, self._owner),
         )
         if cur.rowcount == 0:
-            row = self._conn.execute("SELECT state, cancel_requested FROM runs WHERE id=?", (msg.run_id,)).fetchone()
-            if row is not None and row[0] == "running" and row[1]:
+            row = self._conn.execute("SELECT state, cancel_requested, owner FROM runs WHERE id=?", (msg.run_id,)).fetchone()
+            if row is not None and row[0] == "running" and row[1] and row[2] == self._owner:
                 return "cancel_requested", None, None
             return None, None, None
         self._event(msg.run_id, msg.at, "waiting", msg.waiting_for)
@@ -961,6 +923,11 @@ class Journal(Actor):
         return (row[0],), None, None
 
     def _register_hook(self, msg: m.RegisterHook) -> _Outcome:
+        mine = self._conn.execute(
+            f"SELECT 1 FROM runs WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=?", (msg.run_id, self._owner)
+        ).fetchone()
+        if mine is None:
+            raise RunFinished(msg.run_id, "finished or taken over")
         holder = self._conn.execute(
             f"SELECT h.run_id FROM hooks h JOIN runs r ON r.id=h.run_id WHERE h.token=? AND r.state IN {_UNFINISHED_SQL}",
             (msg.token,),
@@ -976,9 +943,10 @@ class Journal(Actor):
         row = self._conn.execute(
             "INSERT INTO chunks (run_id, namespace, idx, seq, data, closed, at) "
             "SELECT ?, ?, COALESCE((SELECT max(idx) + 1 FROM chunks WHERE run_id=? AND namespace=?), 0), ?, ?, ?, ? "
-            f"WHERE EXISTS (SELECT 1 FROM runs WHERE id=? AND state IN {_UNFINISHED_SQL}) "
+            f"WHERE EXISTS (SELECT 1 FROM runs WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=?) "
             "ON CONFLICT DO NOTHING RETURNING idx",
-            (msg.run_id, msg.namespace, msg.run_id, msg.namespace, msg.seq, msg.data, int(msg.close), msg.at, msg.run_id),
+            (msg.run_id, msg.namespace, msg.run_id, msg.namespace, msg.seq, msg.data, int(msg.close), msg.at, msg.run_id,
+             self._owner),  # fmt: skip
         ).fetchone()
         if row is None:
             return None, None, None
@@ -1014,3 +982,109 @@ class Journal(Actor):
         deleted = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM doomed)").rowcount
         conn.execute("DELETE FROM doomed")
         return deleted, None, None
+
+    # -- ownership: leases, takeover, release -----------------------------------------------
+
+    def _register_runtime(self, msg: m.RegisterRuntime) -> _Outcome:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO runtimes (id, pid, host, started_at, heartbeat_at, lease_until) VALUES (?, ?, ?, ?, ?, ?)",
+            (self._owner, os.getpid(), self._host, msg.at, msg.now, msg.lease_until),
+        )
+        return True, None, None
+
+    def _renew_lease(self, msg: m.RenewLease) -> _Outcome:
+        """Extend this runtime's lease; answers False if it had expired (its runs may be taken)."""
+        row = self._conn.execute(
+            "UPDATE runtimes SET lease_until=?, heartbeat_at=? WHERE id=? AND lease_until>=? RETURNING 1",
+            (msg.lease_until, msg.now, self._owner, msg.now),
+        ).fetchone()
+        if row is None:  # expired (paused, or too slow): take part again, as a fresh lease
+            self._register_runtime(m.RegisterRuntime(msg.now, msg.lease_until, now_iso()))
+            return False, None, (msg.notify, m.LeaseLost()) if msg.notify is not None else None
+        return True, None, None
+
+    def _dead_runtimes(self, now: float) -> list[str]:
+        """Runtimes whose lease has expired, or whose process on this host is gone."""
+        dead = []
+        for rid, pid, host, lease_until in self._conn.execute("SELECT id, pid, host, lease_until FROM runtimes WHERE id!=?", (self._owner,)):
+            if lease_until is None or lease_until < now:
+                dead.append(rid)
+            elif host == self._host and pid is not None and not _process_alive(int(pid)):
+                dead.append(rid)
+        return dead
+
+    def _claim_orphans(self, msg: m.ClaimOrphans) -> _Outcome:
+        """Take over runs whose runtime is gone, and claim pending runs for free slots.
+
+        Answers the claimed rows (owner = this runtime). A run that was ``running`` under a
+        runtime that died counts as a recovery.
+        """
+        conn = self._conn
+        dead = self._dead_runtimes(msg.now)
+        if dead:
+            conn.executemany("DELETE FROM runtimes WHERE id=?", [(d,) for d in dead])
+        live = "(SELECT id FROM runtimes)"
+        claimed = [
+            dict(zip([d[0] for d in cur.description], r))
+            for cur in [conn.execute(
+                "UPDATE runs SET recoveries = recoveries + (state='running' AND owner IS NOT NULL), owner=?, updated_at=? "
+                f"WHERE id IN (SELECT id FROM runs WHERE state IN ('running','waiting') AND (owner IS NULL OR owner NOT IN {live}) "
+                "ORDER BY created_at LIMIT ?) RETURNING *",
+                (self._owner, msg.at, msg.takeover_limit),
+            )]
+            for r in cur.fetchall()
+        ]  # fmt: skip
+        if msg.free > 0:
+            candidates = conn.execute(
+                f"SELECT id, queue FROM runs WHERE state='pending' AND (owner IS NULL OR owner NOT IN {live}) "
+                "ORDER BY priority DESC, created_at LIMIT ?",
+                (msg.free * 4,),
+            ).fetchall()
+            busy: dict[str, int] = {}
+            for run_id, queue in candidates:
+                if len([c for c in claimed if c["state"] == "pending"]) >= msg.free:
+                    break
+                limit = msg.queue_limits.get(queue) if queue else None
+                if limit is not None:
+                    if queue not in busy:
+                        busy[queue] = conn.execute(
+                            "SELECT count(*) FROM runs WHERE queue=? AND (state='running' OR (state='pending' AND owner IS NOT NULL "
+                            f"AND owner IN {live}))",
+                            (queue,),
+                        ).fetchone()[0]
+                    if busy[queue] >= limit:
+                        continue
+                row = self._returning(
+                    f"UPDATE runs SET owner=?, updated_at=? WHERE id=? AND state='pending' AND (owner IS NULL OR owner NOT IN {live}) "
+                    "RETURNING *",
+                    (self._owner, msg.at, run_id),
+                )
+                if row is not None:
+                    claimed.append(row)
+                    if limit is not None:
+                        busy[queue] += 1
+        for row in claimed:
+            if row["state"] != "pending":
+                self._event(row["id"], msg.at, "taken_over", json.dumps({"by": self._owner}))
+        tell = (msg.notify, m.Claimed(tuple(claimed))) if msg.notify is not None else None
+        return len(claimed), None, tell
+
+    def _release_all(self, msg: m.ReleaseAll) -> _Outcome:
+        """At shutdown: give up every unfinished run this runtime holds, and its lease."""
+        released = self._conn.execute(
+            f"UPDATE runs SET owner=NULL WHERE owner=? AND state IN {_UNFINISHED_SQL}", (self._owner,)
+        ).rowcount
+        if not msg.keep_lease:
+            self._conn.execute("DELETE FROM runtimes WHERE id=?", (self._owner,))
+        return released, None, None
+
+
+def _process_alive(pid: int) -> bool:
+    """True if a process with this id exists on this host (it may be stopped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

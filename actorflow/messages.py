@@ -105,13 +105,6 @@ class RunCommitted:
 
 
 @dataclass(frozen=True)
-class Recover:
-    """Runtime → supervisor: spawn execution actors for these unfinished runs found at open."""
-
-    rows: tuple[Row, ...]
-
-
-@dataclass(frozen=True)
 class RunEnded:
     """Execution actor → supervisor: the actor for this run has finished its work."""
 
@@ -139,6 +132,38 @@ class RunsCancelled:
 
     executing: tuple[str, ...]
     ended: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Journal → supervisor: runs this runtime now holds (taken over, or pending ones claimed)."""
+
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class LeaseLost:
+    """Journal → supervisor: this runtime's lease had expired; its runs may have been taken over."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Timer → supervisor: renew the lease, look for runs to take over or claim."""
+
+
+@dataclass(frozen=True)
+class ExternalChanges:
+    """Registry → supervisor: changes other processes committed to runs.
+
+    Attributes:
+        cancelled: runs whose cancellation was requested.
+        ended: runs that reached a terminal state.
+        events: ``(run id, topic)`` of events sent.
+    """
+
+    cancelled: tuple[str, ...] = ()
+    ended: tuple[str, ...] = ()
+    events: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -414,8 +439,50 @@ class Purge:
 
 
 @dataclass(frozen=True)
-class LoadUnfinished:
-    """Ask: the rows of every run not in a terminal state, oldest first."""
+class RegisterRuntime:
+    """Record this runtime (process, host) and its first lease in the ``runtimes`` table."""
+
+    now: float
+    lease_until: float
+    at: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class RenewLease:
+    """Extend this runtime's lease; answers False if it had expired (its runs may have been taken over)."""
+
+    now: float
+    lease_until: float
+    reply_to: pykka.Future[Any] | None = None
+    notify: pykka.ActorRef[Any] | None = None
+
+
+@dataclass(frozen=True)
+class ClaimOrphans:
+    """Take over the runs of runtimes that are gone, and claim up to ``free`` pending runs.
+
+    ``notify`` is told :class:`Claimed` with the rows; the answer is how many.
+    """
+
+    now: float
+    at: str
+    free: int
+    takeover_limit: int
+    queue_limits: Mapping[str, int] = field(default_factory=dict)
+    notify: pykka.ActorRef[Any] | None = None
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseAll:
+    """Give up this runtime's unfinished runs for others (or itself) to take at once.
+
+    At shutdown the lease goes too; after a lost lease (``keep_lease``) it is kept.
+    """
+
+    keep_lease: bool = False
+    reply_to: pykka.Future[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -510,6 +577,13 @@ class UnwatchChunks:
 
     run_id: str
     future: pykka.Future[Any]
+
+
+@dataclass(frozen=True)
+class Poll:
+    """Timer → registry: read what other processes committed since the last poll; tell ``notify``."""
+
+    notify: pykka.ActorRef[Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
 """The registry actor: the live state of runs, status queries, and the waiters.
 
-The journal tells the registry of every change it has committed. The registry keeps the
-rows of the runs that are not finished yet, answers status queries from them (and from
-its own read connection to the journal for every other run), and keeps the waiters:
-futures of callers (``run.result()``) and of parent runs that wait for a run to end.
-When the journal reports a run's terminal state, the registry resolves those futures with
-the committed row. Nobody polls.
+The registry answers status queries from its own read connection to the journal (the
+journal is the truth: with several processes on one file, a run may be executed by
+another one), and keeps the waiters: futures of callers (``run.result()``), of parent
+runs that wait for other runs, and of stream readers. The journal tells it of every
+change this process commits, so a local run's end resolves its waiters at once. Changes
+other processes commit are read from the journal's append-only tables (``events``,
+``messages``, ``chunks``) every ``poll_interval`` (:class:`~actorflow.messages.Poll`):
+that bounded interval is the delay with which a result, an event or a cancel crosses
+from one process to another.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class Registry(Actor):
         self._path = path
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
-        self._live: dict[str, m.Row] = {}
+        self._seen_event = self._seen_message = self._seen_chunk = 0  # what _poll has read
         self._waiters: dict[str, list[pykka.Future[Any]]] = {}
         # runs waiting for other runs (a run waits for one thing at a time): waiter → _Await,
         # and awaited run → the waiters
@@ -65,8 +68,14 @@ class Registry(Actor):
         self._readers: dict[str, list[tuple[str, int, pykka.Future[Any]]]] = {}
 
     def on_start(self) -> None:
-        """Open the read connection in the actor's own thread."""
+        """Open the read connection in the actor's own thread; start the change feed at the present."""
         self._conn = journal.connect_reader(self._path, busy_timeout=self._busy_timeout)
+        for attr, sql in (
+            ("_seen_event", "SELECT COALESCE(max(seq), 0) FROM events"),
+            ("_seen_message", "SELECT COALESCE(max(id), 0) FROM messages"),
+            ("_seen_chunk", "SELECT COALESCE(max(rowid), 0) FROM chunks"),
+        ):
+            setattr(self, attr, self._conn.execute(sql).fetchone()[0])
 
     def on_stop(self) -> None:
         """Fail the waiters left (the runtime is closing) and close the connection."""
@@ -86,9 +95,6 @@ class Registry(Actor):
             self._conn.close()
 
     def _row(self, run_id: str) -> m.Row | None:
-        live = self._live.get(run_id)
-        if live is not None:
-            return dict(live)
         assert self._conn is not None
         return journal.get_row(self._conn, run_id)
 
@@ -113,6 +119,10 @@ class Registry(Actor):
         elif isinstance(message, m.GetTree):
             assert self._conn is not None
             return journal.tree_rows(self._conn, message.run_id)
+        elif isinstance(message, m.Poll):
+            changes = self._poll()
+            if changes is not None and message.notify is not None:
+                message.notify.tell(changes)
         elif isinstance(message, m.ChunkWritten):
             self._chunk_written(message.run_id, message.namespace, message.index)
         elif isinstance(message, m.GetChunks):
@@ -150,32 +160,63 @@ class Registry(Actor):
         return None
 
     def _apply(self, changes: tuple[tuple[str, m.Row], ...]) -> None:
+        """Committed changes: resolve what waits on runs that have ended."""
         for run_id, change in changes:
-            row = self._live.get(run_id)
-            if row is None:
-                if "flow" not in change:  # a change to a run this registry never saw start
-                    row = journal.get_row(self._conn, run_id) if self._conn is not None else None
-                    if row is None:
-                        continue
-                    if row.get("state") not in _TERMINAL:
-                        self._live[run_id] = row
-                else:
-                    row = dict(change)
-                    self._live[run_id] = row
-            else:
-                row.update(change)
-            if row.get("state") in _TERMINAL:
-                self._live.pop(run_id, None)
-                for future in self._waiters.pop(run_id, ()):
-                    future.set(dict(row))
-                for waiter in self._awaited_by.pop(run_id, ()):
-                    waiting = self._awaits.get(waiter)
-                    if waiting is not None:
-                        waiting.settled[run_id] = dict(row)
-                        self._check(waiter, waiting)
-                self._forget(run_id)  # a waiter that ended waits no more
-                for _, _, future in self._readers.pop(run_id, ()):
-                    future.set(None)  # its stream has ended
+            if change.get("state") in _TERMINAL:
+                self._ended(run_id)
+
+    def _ended(self, run_id: str) -> None:
+        """The run is in a terminal state (committed here or by another process)."""
+        watched = run_id in self._waiters or run_id in self._awaited_by or run_id in self._readers
+        self._forget(run_id)  # a waiter that ended waits no more
+        if not watched:
+            return
+        assert self._conn is not None
+        row = journal.get_row(self._conn, run_id)
+        if row is None or row["state"] not in _TERMINAL:
+            return
+        for future in self._waiters.pop(run_id, ()):
+            future.set(dict(row))
+        for waiter in self._awaited_by.pop(run_id, ()):
+            waiting = self._awaits.get(waiter)
+            if waiting is not None:
+                waiting.settled[run_id] = dict(row)
+                self._check(waiter, waiting)
+        for _, _, future in self._readers.pop(run_id, ()):
+            future.set(None)  # its stream has ended
+
+    def _poll(self) -> m.ExternalChanges | None:
+        """Read what was committed since the last poll (by any process), and resolve what it settles.
+
+        Changes this process committed are seen again here; handling them twice is harmless.
+        """
+        conn = self._conn
+        assert conn is not None
+        cancelled: list[str] = []
+        ended: list[str] = []
+        for seq, run_id, kind in conn.execute(
+            "SELECT seq, run_id, kind FROM events WHERE seq > ? ORDER BY seq", (self._seen_event,)
+        ).fetchall():
+            self._seen_event = seq
+            if kind in _TERMINAL:
+                ended.append(run_id)
+                self._ended(run_id)
+            elif kind == "cancel_requested":
+                cancelled.append(run_id)
+        events = []
+        for mid, run_id, topic in conn.execute(
+            "SELECT id, run_id, topic FROM messages WHERE id > ? ORDER BY id", (self._seen_message,)
+        ).fetchall():
+            self._seen_message = mid
+            events.append((run_id, topic))
+        for rowid, run_id, namespace, idx in conn.execute(
+            "SELECT rowid, run_id, namespace, idx FROM chunks WHERE rowid > ? ORDER BY rowid", (self._seen_chunk,)
+        ).fetchall():
+            self._seen_chunk = rowid
+            self._chunk_written(run_id, namespace, idx)
+        if cancelled or ended or events:
+            return m.ExternalChanges(tuple(cancelled), tuple(ended), tuple(events))
+        return None
 
     def _await(self, message: m.AwaitRuns) -> None:
         key = message.waiter

@@ -6,7 +6,7 @@ import datetime as _dt
 import logging
 import threading
 import time as _time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pykka
@@ -45,7 +45,9 @@ class Runtime:
 
     Args:
         path: the SQLite file (created if missing).
-        concurrency: how many runs execute at once; more wait as ``pending``.
+        concurrency: how many runs execute at once; more wait as ``pending``. 0 makes a
+            client runtime: it starts runs, reads them, sends events and cancels, while
+            runtimes in other processes on the same file execute them.
         serializer: how values are stored; the default is tagged JSON with a cloudpickle
             fallback (:class:`~actorflow.serialization.JSONSerializer`).
         busy_timeout: seconds a write waits for another connection's lock before failing.
@@ -62,6 +64,18 @@ class Runtime:
             pass a :class:`~actorflow.ManualClock` to move time by hand in tests.
         retention: keep finished runs this long (seconds, timedelta or ``"7d"``), then
             purge them automatically (see :meth:`purge`); None keeps them forever.
+        lease: seconds this runtime holds the runs it executes without renewing its lease
+            (it renews every third of it). Several runtimes (processes) may open one file;
+            when one dies, the others take its runs over once its lease has expired, at
+            once if it ran on this host and its process is gone. Shorter leases mean faster
+            takeover after a hang, longer ones tolerate longer pauses (GC, swapping, SIGSTOP)
+            without losing runs to another process. Default 10 s.
+        poll_interval: seconds between looks at the journal for what other processes
+            committed (results, events, cancellations) and for runs to take over or claim;
+            the delay with which those cross processes. Default 0.25 s.
+        queues: named queues and the most runs of each that may run at once, across all
+            processes on the file (give every runtime the same map); a run joins one with
+            ``flow.options(queue="emails", priority=5)``.
 
     Attributes:
         path: the journal file.
@@ -86,11 +100,19 @@ class Runtime:
         passivate_after: float = 1.0,
         clock: Clock | None = None,
         retention: float | _dt.timedelta | str | None = None,
+        lease: float = 10.0,
+        poll_interval: float = 0.25,
+        queues: Mapping[str, int] | None = None,
     ) -> None:
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive int, not {concurrency!r}")
+        if not isinstance(concurrency, int) or concurrency < 0:
+            raise ValueError(f"concurrency must be an int >= 0 (0: a client that executes nothing), not {concurrency!r}")
         if durability not in ("normal", "full"):
             raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
+        if lease <= 0 or poll_interval <= 0 or poll_interval * 2 > lease:
+            raise ValueError(f"lease ({lease!r}) and poll_interval ({poll_interval!r}) must be > 0, poll_interval at most half the lease")
+        for name, limit in (queues or {}).items():
+            if not isinstance(name, str) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"queues maps queue names to limits >= 1, not {name!r}: {limit!r}")
         if passivate_after < 0:
             raise ValueError(f"passivate_after must be >= 0 seconds, not {passivate_after!r}")
         retention_s = parse_duration(retention) if retention is not None else None
@@ -100,28 +122,21 @@ class Runtime:
         self._closed = False
         self._lock = threading.Lock()
         journal.check_folder(self.path)
-        self._ownership = journal.take_ownership(self.path)
+        conn = journal.connect(self.path, busy_timeout=busy_timeout, durability=durability)
         try:
-            conn = journal.connect(self.path, busy_timeout=busy_timeout, durability=durability)
-            try:
-                journal.connect_reader(self.path, busy_timeout=busy_timeout).close()
-            except BaseException:
-                conn.close()
-                raise
+            journal.connect_reader(self.path, busy_timeout=busy_timeout).close()
         except BaseException:
-            self._ownership.close()
+            conn.close()
             raise
         self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout)
-        self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path)
+        self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path, self.incarnation)
+        now = _time.time()
+        self._journal.ask(m.RegisterRuntime(now, now + lease, journal.now_iso()))
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
             self._journal, self.registry, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0,
-            max_recoveries, passivate_after, clock, retention_s,
+            max_recoveries, passivate_after, clock, retention_s, lease, poll_interval, dict(queues or {}),
+            recover,
         )  # fmt: skip
-        if recover:
-            rows: list[m.Row] = self._journal.ask(m.LoadUnfinished())  # type: ignore[assignment]
-            if rows:
-                log.info("resuming %d unfinished runs from %s", len(rows), self.path)
-                self.supervisor.tell(m.Recover(tuple(rows)))
 
     # -- starting ---------------------------------------------------------------------
 
@@ -445,12 +460,15 @@ class Runtime:
                 except pykka.Timeout:
                     log.warning("some flows did not reach a checkpoint; their threads are left to end")
         finally:
+            try:  # give up what this runtime holds: another one takes it at once, not after the lease
+                self._journal.ask(m.ReleaseAll(), timeout=30)
+            except Exception:  # noqa: BLE001 - the lease runs out on its own
+                log.warning("could not release this runtime's runs at shutdown", exc_info=True)
             for ref in (self.supervisor, self._journal, self.registry):
                 try:
                     ref.stop(block=True, timeout=30)
                 except pykka.ActorDeadError:
                     pass
-            self._ownership.close()  # another runtime may open the journal now
 
     def close(self) -> None:
         """Same as :meth:`shutdown` with its default timeout."""

@@ -16,6 +16,7 @@ import collections
 import datetime as _dt
 import json
 import logging
+import time
 from typing import Any
 
 import pykka
@@ -52,7 +53,8 @@ class Supervisor(Actor):
     Args:
         journal: the journal actor.
         serializer: serializes arguments, metadata and results.
-        concurrency: how many runs may execute at once; more wait as ``pending``.
+        concurrency: how many runs may execute at once; more wait as ``pending``. 0 makes
+            a client: it starts, inspects and signals runs, and other runtimes execute them.
         owner: the runtime's incarnation id.
         answer_timeout: how long an ``ask`` without ``reply_to`` waits for the journal.
         max_recoveries: a run recovered more often than this fails instead of executing.
@@ -61,6 +63,10 @@ class Supervisor(Actor):
         clock: where wake-up times are read (a :class:`~actorflow.ManualClock` in tests).
         retention: if set, finished runs older than this many seconds are purged
             periodically (every tenth of it, between 1 s and 5 min).
+        lease: seconds this runtime holds its runs without renewing (it renews every third).
+        poll_interval: seconds between looks at the journal for other processes' changes
+            and for runs to take over or claim.
+        queues: the most runs of each named queue running at once, across processes.
     """
 
     def __init__(
@@ -75,9 +81,19 @@ class Supervisor(Actor):
         passivate_after: float = 1.0,
         clock: Clock | None = None,
         retention: float | None = None,
+        lease: float = 10.0,
+        poll_interval: float = 0.25,
+        queues: dict[str, int] | None = None,
+        recover: bool = True,
     ) -> None:
         super().__init__()
+        self._recover_runs = recover
         self._retention = retention
+        self._lease = lease
+        self._poll_interval = poll_interval
+        self._queues = dict(queues or {})
+        self._renew_at = 0.0
+        self._claiming = False
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._registry = registry
         self._passivate_after = passivate_after
@@ -102,9 +118,38 @@ class Supervisor(Actor):
         self._refs: dict[Any, tuple[str, bytes | None]] = {}  # flow → import reference
 
     def on_start(self) -> None:
-        """Schedule the automatic purge, if a retention is set."""
+        """Start the housekeeping ticks (the first at once: it recovers runs left unfinished)."""
         if self._retention is not None:
             self._schedule_purge()
+        ref, timers, every = self.actor_ref, self._timers, self._poll_interval
+
+        def tick() -> None:
+            if ref.is_alive():
+                ref.tell(m.Tick())
+                timers.call_later_real(every, tick)
+
+        timers.call_later_real(0, tick)
+
+    def _tick(self) -> None:
+        """Renew the lease; read other processes' changes; take over or claim runs."""
+        now = time.time()  # leases are real time, whatever the runtime's clock
+        if now >= self._renew_at:
+            self._renew_at = now + self._lease / 3
+            self._journal.tell(m.RenewLease(now, now + self._lease, notify=self.actor_ref))
+        self._registry.tell(m.Poll(notify=self.actor_ref))
+        self._claim()
+
+    def _claim(self) -> None:
+        """Ask the journal for runs of dead runtimes, and pending runs for the free slots."""
+        if self._closing or self._claiming:
+            return
+        if not self._recover_runs or self._concurrency == 0:  # a client runtime executes nothing
+            return
+        free = max(0, self._concurrency - len(self._running) - len(self._ready))
+        self._claiming = True
+        self._journal.tell(
+            m.ClaimOrphans(time.time(), now_iso(), free, max(free, 16), self._queues, notify=self.actor_ref)
+        )
 
     def _schedule_purge(self) -> None:
         assert self._retention is not None
@@ -132,15 +177,14 @@ class Supervisor(Actor):
             return self._answer(message.reply_to, self._cancel, message)
         if isinstance(message, m.RunCommitted):
             self._admit(message.row)
-        elif isinstance(message, m.Recover):
-            for row in message.rows:
-                self._recover(row)
         elif isinstance(message, m.RunEnded):
             self._running.pop(message.run_id, None)
             self._gone.discard(message.run_id)
             self._poked.discard(message.run_id)
             self._woken = {w for w in self._woken if w[0] != message.run_id} if self._woken else self._woken
             self._fill()
+            if not self._ready:
+                self._claim()  # a free slot: take a pending run from the journal (other processes', queues)
         elif isinstance(message, m.Passivated):
             self._running.pop(message.run_id, None)
             if message.run_id in self._gone:  # cancelled while it was giving up its actor
@@ -182,6 +226,16 @@ class Supervisor(Actor):
             for run_id in message.ended:
                 if self._waiting.pop(run_id, None) is None and run_id in self._running:
                     self._gone.add(run_id)
+        elif isinstance(message, m.Tick):
+            self._tick()
+        elif isinstance(message, m.Claimed):
+            self._claiming = False
+            for row in message.rows:
+                self._recover(row)
+        elif isinstance(message, m.LeaseLost):
+            self._lease_lost()
+        elif isinstance(message, m.ExternalChanges):
+            self._external(message)
         elif isinstance(message, m.Drain):
             self._closing = True
             for control in self._running.values():
@@ -226,7 +280,11 @@ class Supervisor(Actor):
             raise RuntimeClosed("the runtime is shutting down and starts no new runs")
         row = self._row(msg)
         known = row["id"] in self._running or row["id"] in self._waiting or row["id"] in self._ready_ids
-        if len(self._running) < self._concurrency and not known and not self._closing:
+        if row["queue"] is not None:
+            # a named queue: its limit holds across processes, so its runs are claimed from the journal
+            self._journal.tell(m.InsertRun(row, reply_to=reply_to))
+            self._claim()
+        elif len(self._running) < self._concurrency and not known and not self._closing:
             # a free slot: insert the run as already running and spawn its actor now; the
             # actor waits for the insert's commit before it does anything
             row.update(state="running", attempt=1, started_at=row["created_at"], owner=self._owner)
@@ -247,6 +305,8 @@ class Supervisor(Actor):
             raise TypeError(f"a run needs a flow (a function taking ctx first), not {fn!r}")
         options = run_options(fn)
         detached = msg.detached if msg.detached is not None else options.get("detached", False)
+        queue = options.get("queue")
+        priority = int(options.get("priority", 0))
         metadata = msg.metadata if msg.metadata is not None else options.get("metadata")
         key = msg.idempotency_key if msg.idempotency_key is not None else options.get("idempotency_key")
         try:
@@ -293,9 +353,39 @@ class Supervisor(Actor):
             "timeout": timeout,
             "deadline": None,
             "detached": 1 if detached else 0,
+            "queue": queue,
+            "priority": priority,
             "created_at": at,
             "updated_at": at,
         }
+
+    # -- other processes --------------------------------------------------------------
+
+    def _lease_lost(self) -> None:
+        """This runtime's lease expired (it was paused or starved): another may hold its runs now.
+
+        Every run it executes stops at its next checkpoint (its writes are refused anyway
+        if the run was taken over); what it still holds is released, and the next claims
+        take back whatever nobody else took.
+        """
+        log.warning("runtime %s lost its lease: stopping its runs; they resume where another runtime takes them", self._owner)
+        for control in self._running.values():
+            control.set(control.abandon)
+        self._waiting.clear()
+        self._ready.clear()
+        self._ready_ids.clear()
+        self._journal.tell(m.ReleaseAll(keep_lease=True))
+
+    def _external(self, changes: m.ExternalChanges) -> None:
+        """Changes committed by any process (read by the registry's poll)."""
+        for run_id in changes.cancelled:
+            control = self._running.get(run_id)
+            if control is not None:
+                control.set(control.cancel)
+        for run_id in changes.ended:
+            self._waiting.pop(run_id, None)
+        for run_id, topic in changes.events:
+            self.handle(m.EventArrived(run_id, topic))
 
     # -- waiting runs -----------------------------------------------------------------
 
@@ -360,7 +450,7 @@ class Supervisor(Actor):
     # -- execution actors -------------------------------------------------------------
 
     def _admit(self, row: m.Row) -> None:
-        if self._closing or row["id"] in self._running:
+        if self._closing or row["id"] in self._running or self._concurrency == 0:
             return
         codec = getattr(self._serializer, "name", type(self._serializer).__name__)
         if row.get("codec", codec) != codec:

@@ -29,6 +29,7 @@ class Timers:
 
     def __init__(self, name: str = "actorflow-timers", clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
+        self._real: list[tuple[float, int, Callable[[], Any]]] = []  # housekeeping, on time.monotonic
         listen = getattr(getattr(clock, "__self__", None), "listen", None)
         if listen is not None:  # a manual clock: re-check the due times when it moves
             listen(self._poke)
@@ -49,6 +50,13 @@ class Timers:
                 self._cond.notify()
         return handle
 
+    def call_later_real(self, seconds: float, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` after ``seconds`` of real time, whatever the clock (leases, polls)."""
+        with self._cond:
+            heapq.heappush(self._real, (time.monotonic() + seconds, next(self._ids), callback))
+            if self._real[0][2] is callback:
+                self._cond.notify()
+
     def _poke(self) -> None:
         with self._cond:
             self._cond.notify()
@@ -65,20 +73,26 @@ class Timers:
     def _run(self) -> None:
         while True:
             with self._cond:
+                callback = None
                 while not self._stopping:
+                    if self._real and self._real[0][0] <= time.monotonic():
+                        callback = heapq.heappop(self._real)[2]
+                        break
+                    if self._heap and self._heap[0][0] - self._clock() <= EARLY:
+                        break
+                    waits = [1.0]
                     if self._heap:
-                        delay = self._heap[0][0] - self._clock()
-                        if delay <= EARLY:
-                            break
-                        self._cond.wait(min(delay, 1.0))
-                    else:
-                        self._cond.wait()
+                        waits.append(self._heap[0][0] - self._clock())
+                    if self._real:
+                        waits.append(self._real[0][0] - time.monotonic())
+                    self._cond.wait(max(0.0, min(waits)) if self._heap or self._real else None)
                 if self._stopping:
                     return
-                _, handle, callback = heapq.heappop(self._heap)
-                if handle in self._cancelled:
-                    self._cancelled.discard(handle)
-                    continue
+                if callback is None:
+                    _, handle, callback = heapq.heappop(self._heap)
+                    if handle in self._cancelled:
+                        self._cancelled.discard(handle)
+                        continue
             try:
                 callback()
             except Exception:  # noqa: BLE001 - a callback only tells an actor; a dead one is fine

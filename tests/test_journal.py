@@ -265,19 +265,6 @@ def test_inspect_reads_a_journal_a_live_runtime_owns(rt: actorflow.Runtime) -> N
         assert len(view.list_runs()) == 3
 
 
-def test_a_second_runtime_on_an_open_journal_is_refused(db_path: str) -> None:
-    with actorflow.Runtime(db_path) as rt:
-        run = rt.start(flows.add, 1, 2)
-        with pytest.raises(actorflow.JournalError, match="already open in another Runtime"):
-            actorflow.Runtime(db_path)
-        child = run_child(f"import actorflow; actorflow.Runtime({db_path!r})")
-        _, err = child.communicate(timeout=30)
-        assert "already open in another Runtime" in err
-        assert run.result(timeout=10) == 3
-    with actorflow.Runtime(db_path) as rt:  # free again once the first one shut down
-        assert rt.result(run.id, timeout=10) == 3
-
-
 def test_a_repeated_run_id_never_executes_the_flow_twice(rt: actorflow.Runtime, tmp_path: Path) -> None:
     log = str(tmp_path / "log")
     first = rt.supervisor.ask(StartRun(flows.record, args=(log, 1), run_id="run_fixed"))

@@ -327,7 +327,7 @@ def test_bad_arguments_to_the_api_get_clear_errors(rt: actorflow.Runtime) -> Non
     with pytest.raises(ValueError):
         rt.start(flows.add, 1, 2).result(timeout=-1)
     with pytest.raises(ValueError):
-        actorflow.Runtime(rt.path + "2", concurrency=0)
+        actorflow.Runtime(rt.path + "2", concurrency=-1)
 
 
 def test_repl_views_print_as_tables(rt: actorflow.Runtime) -> None:
