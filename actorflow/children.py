@@ -131,7 +131,7 @@ class AwaitResult:
         ctx = _current.get()
         if ctx is None:
             raise ActorflowError(
-                f"{flow_name(self.target)}: a flow wrapped with await_result() is called from inside a flow; "
+                f"{flow_name(self.target)}: a flow wrapped with await_result() can only be called inside a flow; "
                 "outside one, use rt.start(flow, ...).result()"
             )
         return ctx.start(self.target, *args, **kwargs).result()

@@ -164,6 +164,7 @@ class Execution(Actor):
         self.seq = 0
         self.diverged: NonDeterminismError | None = None
         self.attempt = 0
+        self.flow_retries = 0
 
     def _start_actor_loop(self) -> None:
         # pykka's extension point for actor types: run the loop on a pool thread.
@@ -342,6 +343,11 @@ class Execution(Actor):
 
     def _next(self, name: str) -> tuple[int, m.Row | None]:
         """Number the next checkpointed call and find its checkpoint, checking the name."""
+        if _current_step.get() is not None:
+            raise ActorflowError(
+                f"{name.split(':')[0].replace('actorflow.', 'ctx.')}() was called inside a step; waits, child "
+                "runs, hooks and stream writes belong to the flow's own code: call it from the flow"
+            )
         self.checkpoint()
         self.seq += 1
         saved = self.checkpoints.get(self.seq)
@@ -407,6 +413,8 @@ class Execution(Actor):
         Raises:
             TimeoutError: ``timeout`` passed first (the runs are not affected).
         """
+        if timeout is not None:
+            timeout = parse_duration(timeout)
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
             decision = self.serializer.loads(saved["result"])
@@ -646,6 +654,8 @@ class Execution(Actor):
             self.finish("failed", error=dump_error(exc))
             return
         self.attempt = int(row["attempt"])
+        # the flow's retry policy counts its own retries (not resumes after waits or crashes)
+        self.flow_retries = int(row.get("flow_retries") or 0)
         ctx = Context(
             self,
             run_id=self.run_id,
@@ -685,8 +695,8 @@ class Execution(Actor):
                     if isinstance(exc, Cancelled) or self.control.cancel.is_set():
                         self.finish("cancelled")
                         return
-                    if not isinstance(exc, FatalError) and self.attempt < policy.max_attempts:
-                        delay = policy.delay(self.attempt)
+                    if not isinstance(exc, FatalError) and self.flow_retries + 1 < policy.max_attempts:
+                        delay = policy.delay(self.flow_retries + 1)
                         summary = str(error_info(exc))
                         try:
                             self.pause(delay)
@@ -700,6 +710,7 @@ class Execution(Actor):
                         if attempt is None:
                             raise Ended from None
                         self.attempt = ctx.attempt = attempt
+                        self.flow_retries += 1
                         self.checkpoints = {k: v for k, v in self.checkpoints.items() if v["state"] == "completed"}
                         continue
                     self.finish("failed", error=dump_error(exc))

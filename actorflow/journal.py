@@ -116,13 +116,26 @@ def connect(path: str, *, busy_timeout: float, durability: str = "normal") -> sq
                 "is it on a network file system?"
             )
         conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-        conn.execute("BEGIN IMMEDIATE")  # proves the file is writable and not locked
-        try:
-            _create_schema(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        give_up = time.monotonic() + busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # proves the file is writable and not locked
+                try:
+                    _create_schema(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                break
+            except sqlite3.OperationalError as exc:
+                # SQLite can answer "busy" at once, without waiting, while another process
+                # opens or closes the WAL: retry within the busy timeout
+                if not _is_busy(exc) or time.monotonic() >= give_up:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
     except JournalError:
         conn.close()
         raise
@@ -172,6 +185,7 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             "parent_id": str,
             "idempotency_key": str,
             "attempt": int,
+            "flow_retries": int,
             "recoveries": int,
             "cancel_requested": int,
             "owner": str,
@@ -188,8 +202,8 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             "updated_at": str,
         },
         pk="id",
-        not_null={"flow", "flow_ref", "codec", "state", "attempt", "recoveries", "cancel_requested", "created_at"},
-        defaults={"attempt": 0, "recoveries": 0, "cancel_requested": 0, "detached": 0, "priority": 0},
+        not_null={"flow", "flow_ref", "codec", "state", "attempt", "flow_retries", "recoveries", "cancel_requested", "created_at"},
+        defaults={"attempt": 0, "flow_retries": 0, "recoveries": 0, "cancel_requested": 0, "detached": 0, "priority": 0},
         if_not_exists=True,
     )
     db.table("runs").create_index(["idempotency_key"], unique=True, if_not_exists=True)
@@ -432,6 +446,12 @@ class _OpFailed(Exception):
     """An operation of a group failed with an unexpected SQLite error (the group is redone carefully)."""
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """True for SQLite's "database is locked" / "busy": another connection holds a lock."""
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 def _is_operational(exc: sqlite3.Error) -> bool:
     """True for errors about the file (locked, read-only, full, I/O), not about one statement."""
     text = str(exc)
@@ -643,9 +663,17 @@ class Journal(Actor):
         return outcomes
 
     def _batch_failed(self, batch: list[Any], exc: sqlite3.Error) -> None:
-        """Fail the writes whose senders wait and can report it; keep the others for a retry."""
+        """Retry a group that met a lock; fail the waiting writes on other errors (or after long)."""
         error = JournalError(_describe(self._path, exc))
         self._after_commit.clear()
+        if _is_busy(exc) and self._failures < 3:
+            # other processes write too: the busy timeout ran out once; try the group again
+            # (a few times) before anyone sees "locked"
+            self._failures += 1
+            log.info("journal: %s; retrying %d writes", error, len(batch))
+            self._pending = batch + self._pending
+            self._flush()
+            return
         for msg in batch:
             if isinstance(msg, m.InsertRun) and msg.admitted is not None:
                 msg.admitted.set_exception(exc_info=(JournalError, error, None))
@@ -765,8 +793,8 @@ class Journal(Actor):
 
     def _retry_run(self, msg: m.RetryRun) -> _Outcome:
         row = self._returning(
-            f"UPDATE runs SET attempt=attempt+1, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=? "
-            "RETURNING attempt",
+            f"UPDATE runs SET attempt=attempt+1, flow_retries=flow_retries+1, updated_at=? WHERE id=? "
+            f"AND state IN {_UNFINISHED_SQL} AND owner=? RETURNING attempt",
             (msg.at, msg.run_id, self._owner),
         )
         if row is None:

@@ -1,7 +1,7 @@
 """Every message the actors exchange, as frozen dataclasses, grouped by the actor that receives it.
 
-Two of them are public: :class:`StartRun` and :class:`CancelRun` may be sent to
-``rt.supervisor`` by any pykka actor or thread of a service::
+Three of them are public: :class:`StartRun`, :class:`CancelRun` and :class:`SendEvent`
+may be sent to ``rt.supervisor`` by any pykka actor or thread of a service::
 
     run_id = rt.supervisor.ask(StartRun(greet, args=("ada",)))   # returns once committed
     rt.supervisor.tell(StartRun(greet, args=("bob",)))          # fire-and-forget

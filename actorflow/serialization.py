@@ -27,7 +27,6 @@ import json
 import math
 import pathlib
 import pickle
-import sys
 import traceback as _traceback
 import types
 import uuid
@@ -164,9 +163,9 @@ def _resolve(module: str, qualname: str) -> Any:
         ImportError: if the module cannot be imported.
         AttributeError: if a part of the qualname does not exist.
     """
-    obj: Any = sys.modules.get(module)
-    if obj is None:
-        obj = importlib.import_module(module)
+    # import_module, not sys.modules.get: a module another thread is still importing is
+    # in sys.modules half-initialized; import_module waits for it
+    obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj

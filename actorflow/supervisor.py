@@ -156,13 +156,13 @@ class Supervisor(Actor):
         every = min(max(self._retention / 10, 1.0), 300.0)
         retention, journal, ref = self._retention, self._journal, self.actor_ref
 
-        def purge() -> None:
-            before = _dt.datetime.fromtimestamp(self._clock.time() - retention, _dt.UTC)
+        def purge() -> None:  # real time: ages are measured against the recorded completed_at
+            before = _dt.datetime.fromtimestamp(time.time() - retention, _dt.UTC)
             journal.tell(m.Purge(before.isoformat(timespec="microseconds"), ("completed", "failed", "cancelled", "timed_out")))
             if ref.is_alive():
-                self._timers.call_at(self._clock.time() + every, purge)
+                self._timers.call_later_real(every, purge)
 
-        self._timers.call_at(self._clock.time() + every, purge)
+        self._timers.call_later_real(every, purge)
 
     def on_stop(self) -> None:
         """Stop the timers; let the worker threads go once their runs have stopped."""

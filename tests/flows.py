@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -586,3 +587,39 @@ def starts_child_late(ctx: actorflow.Context, name: str) -> Any:
 def sleeps_past_its_timeout(ctx: actorflow.Context) -> str:
     ctx.sleep(30)
     return "woke"
+
+
+# ---------------------------------------------------------------------------- several processes
+
+
+@actorflow.flow
+def two_logged_steps(ctx: actorflow.Context, log: str, i: int) -> int:
+    return logged_step(log, i) + logged_step(log, 1000 + i)
+
+
+@actorflow.flow
+def queued_work(ctx: actorflow.Context, log: str, i: int) -> int:
+    with open(log, "a") as f:
+        f.write(f"start {i} {time.time()}\n")
+    gate("never").wait(0.05)  # holds its slot a moment, so that overlaps would show
+    with open(log, "a") as f:
+        f.write(f"end {i} {time.time()}\n")
+    return i
+
+
+@actorflow.step
+def sleeps_inside_a_step() -> None:
+    actorflow.current_run().sleep("1s")
+
+
+@actorflow.flow
+def wait_in_step(ctx: actorflow.Context) -> None:
+    sleeps_inside_a_step()
+
+
+@actorflow.flow(retries=actorflow.Retry(max_attempts=2, initial=0.001, jitter=0))
+def fails_after_a_wait(ctx: actorflow.Context, key: str) -> str:
+    ctx.start(add, 1, 1).result()  # a wait: the run may passivate and resume
+    if count(key) == 1:
+        raise RuntimeError("first try fails")
+    return "retried"

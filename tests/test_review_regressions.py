@@ -66,3 +66,15 @@ def test_a_flow_timeout_holds_for_a_run_sleeping_across_a_restart(db_path: str) 
         clock.advance(3)
         with pytest.raises(actorflow.RunTimedOut):
             rt.result(run.id, timeout=10)
+
+
+def test_waits_inside_a_step_are_refused_clearly(rt: actorflow.Runtime) -> None:
+    with pytest.raises(actorflow.RunFailed) as info:
+        rt.start(flows.wait_in_step).result(timeout=10)
+    assert "ctx.sleep() was called inside a step" in str(info.value)
+
+
+def test_resuming_from_waits_does_not_use_up_flow_retries(db_path: str) -> None:
+    with actorflow.Runtime(db_path, concurrency=1) as rt:  # one slot: the parent passivates at each wait
+        run = rt.start(flows.fails_after_a_wait, "after-wait")
+        assert run.result(timeout=30) == "retried"
