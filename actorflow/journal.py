@@ -493,7 +493,7 @@ class Journal(Actor):
     def __init__(self, conn: sqlite3.Connection, registry: pykka.ActorRef[Any], path: str, owner: str) -> None:
         super().__init__()
         self._owner = owner
-        self._host = socket.gethostname()
+        self._host = host_identity()
         self._conn = conn
         self._registry = registry
         self._path = path
@@ -548,6 +548,13 @@ class Journal(Actor):
         if isinstance(message, m.Flush):
             self._flush_scheduled = False
             self._flush()
+            return None
+        if isinstance(message, m.ClaimOrphans) and not self._claim_needed(message):
+            # the common case: nothing to take over or claim; answer without a write transaction
+            if message.notify is not None:
+                message.notify.tell(m.Claimed(()))
+            if self._pending and self.actor_inbox.empty():
+                self._flush()  # writes queued before it still go out now
             return None
         if type(message) in self._handlers:
             self._pending.append(message)
@@ -687,14 +694,13 @@ class Journal(Actor):
                 keep.append(msg)
         if not keep:
             return
-        if self._failures > 20:
-            log.error("journal: giving up %d writes after %d failures: %s", len(keep), self._failures, error)
-            for msg in keep:
-                reply_to = getattr(msg, "reply_to", None)
-                if reply_to is not None:
-                    reply_to.set_exception(exc_info=(JournalError, error, None))
-            self._failures = 0
-            return
+        if self._failures > 20 and not _is_busy(exc):
+            # not a lock that another process will release: fail the writes that wait for an
+            # answer (their senders report it); keep the others, which nothing else records
+            for msg in [k for k in keep if getattr(k, "reply_to", None) is not None]:
+                msg.reply_to.set_exception(exc_info=(JournalError, error, None))
+            keep = [k for k in keep if getattr(k, "reply_to", None) is None]
+            log.error("journal: %s; keeps retrying %d writes", error, len(keep))
         log.warning("journal: commit failed (%s); retrying %d writes", error, len(keep))
         time.sleep(min(1.0, 0.05 * self._failures))
         self._pending = keep + self._pending
@@ -1041,6 +1047,15 @@ class Journal(Actor):
                 dead.append(rid)
         return dead
 
+    def _claim_needed(self, msg: m.ClaimOrphans) -> bool:
+        """Whether a claim would find anything (read only: no lock taken)."""
+        if self._dead_runtimes(msg.now):
+            return True
+        orphan = "(owner IS NULL OR owner NOT IN (SELECT id FROM runtimes))"
+        if self._conn.execute(f"SELECT 1 FROM runs WHERE state IN ('running','waiting') AND {orphan} LIMIT 1").fetchone():
+            return True
+        return msg.free > 0 and self._conn.execute(f"SELECT 1 FROM runs WHERE state='pending' AND {orphan} LIMIT 1").fetchone() is not None
+
     def _claim_orphans(self, msg: m.ClaimOrphans) -> _Outcome:
         """Take over runs whose runtime is gone, and claim pending runs for free slots.
 
@@ -1107,12 +1122,33 @@ class Journal(Actor):
         return released, None, None
 
 
+def host_identity() -> str:
+    """This machine and process-id namespace: pids are comparable only between equal identities.
+
+    The hostname alone is not enough: containers of one pod share it but not their pid
+    namespace, and a machine that rebooted reuses pids.
+    """
+    parts = [socket.gethostname()]
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            parts.append(f.read().strip())
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        pass
+    return "|".join(parts)
+
+
 def _process_alive(pid: int) -> bool:
-    """True if a process with this id exists on this host (it may be stopped)."""
+    """True if a process with this id runs on this host (stopped counts; a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: trust kill(0)
+    return state not in ("Z", "X")

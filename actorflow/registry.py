@@ -127,10 +127,12 @@ class Registry(Actor):
             self._chunk_written(message.run_id, message.namespace, message.index)
         elif isinstance(message, m.GetChunks):
             assert self._conn is not None
-            chunks = journal.chunk_rows(self._conn, message.run_id, message.namespace, message.start, message.limit)
+            # the row first: a run seen finished has every chunk committed, so the chunks
+            # read next are complete (the other order could miss the last ones)
             row = self._row(message.run_id)
             if row is None:
                 raise RunNotFound(message.run_id)
+            chunks = journal.chunk_rows(self._conn, message.run_id, message.namespace, message.start, message.limit)
             return chunks, row["state"] in _TERMINAL
         elif isinstance(message, m.WatchChunks):
             self._watch_chunks(message)

@@ -133,7 +133,7 @@ class Runtime:
         now = _time.time()
         self._journal.ask(m.RegisterRuntime(now, now + lease, journal.now_iso()))
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
-            self._journal, self.registry, self.serializer, concurrency, self.incarnation, busy_timeout + 5.0,
+            self._journal, self.registry, self.serializer, concurrency, self.incarnation, busy_timeout * 5 + 5.0,
             max_recoveries, passivate_after, clock, retention_s, lease, poll_interval, dict(queues or {}),
             recover,
         )  # fmt: skip

@@ -52,3 +52,9 @@ def fan_out_sum(ctx: actorflow.Context, n: int) -> int:
 def sleep_3s(ctx: actorflow.Context) -> str:
     ctx.sleep(3)
     return "awake"
+
+
+@actorflow.flow
+def sleep_a_minute(ctx: actorflow.Context) -> str:
+    ctx.sleep(60)
+    return "awake"

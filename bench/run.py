@@ -11,6 +11,10 @@ Workloads (see ../shared/design.md, "How it is measured"):
 - W5 recovery: 100 runs of five 50 ms steps (concurrency 8) in a process killed with SIGKILL
   after about 1.5 s; a new process opens the journal: do all complete, how many steps ran
   twice (only those in flight at the kill may), and the seconds from reopen to all done.
+- W2 x 3 processes: three processes on one file each start 700 runs of 3 steps at once
+  and await them; total runs/s.
+- takeover: seconds from a runtime's SIGKILL (same host: its dead pid is seen at the next
+  poll) or SIGSTOP (its 2 s lease must run out) until another runtime takes its runs over.
 - limit: raw sqlite3 on the same disk, same pragmas (WAL, synchronous=NORMAL): single-row
   commits/s and rows/s in 100-row transactions. The ceiling any journal on this disk has.
 
@@ -157,6 +161,58 @@ def w5_recovery(folder: str) -> Result:
     ]
 
 
+def _proc(journal: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.proc_worker", journal, *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline().startswith("ready")
+    return child
+
+
+def w2_three_processes(folder: str) -> Result:
+    """W2 run by three processes on one file at once: 3 x 700 runs of 3 steps; total runs/s."""
+    journal = _journal(folder, "w2x3")
+    procs = [_proc(journal, "w2", "700") for _ in range(3)]
+    t0 = time.perf_counter()
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        p.communicate(timeout=600)
+    wall = time.perf_counter() - t0
+    return [("W2 x 3 processes", "total runs/s (3 steps each)", f"{2100 / wall:.0f}")]
+
+
+def takeover(folder: str) -> Result:
+    """Seconds from the death (or pause) of a runtime to another one taking over its runs."""
+    rows: Result = []
+    for how, sig, lease in (("SIGKILL, same host", signal.SIGKILL, "10"), ("SIGSTOP, lease 2 s", signal.SIGSTOP, "2")):
+        journal = _journal(folder, f"takeover-{sig}")
+        victim = _proc(journal, "hold", "40", lease)
+        assert victim.stdout is not None
+        victim.stdout.readline()  # "started"
+        taker = _proc(journal, "serve", "0", lease)
+        conn = sqlite3.connect(journal)
+        t0 = time.perf_counter()
+        victim.send_signal(sig)
+        if sig == signal.SIGKILL:
+            victim.wait()  # reaped, as a service manager does: a zombie's pid still exists
+        while not conn.execute("SELECT count(*) FROM events WHERE kind='taken_over'").fetchone()[0]:
+            time.sleep(0.005)  # the benchmark watches the journal from outside
+        elapsed = time.perf_counter() - t0
+        conn.close()
+        if sig == signal.SIGSTOP:
+            victim.send_signal(signal.SIGCONT)
+        victim.kill()
+        victim.wait()
+        taker.communicate(timeout=120)
+        rows.append(("takeover", f"s after {how}", f"{elapsed:.2f}"))
+    return rows
+
+
 def limit(folder: str) -> Result:
     """Raw sqlite3 commits on the same disk with the journal's pragmas."""
     path = _journal(folder, "limit")
@@ -200,6 +256,8 @@ WORKLOADS: dict[str, Callable[[str], Result]] = {
     "W3": w3_fan_out,
     "W4": w4_waiting,
     "W5": w5_recovery,
+    "W2x3": w2_three_processes,
+    "takeover": takeover,
     "limit": limit,
 }
 

@@ -272,7 +272,7 @@ def logged_step(log: str, value: int) -> int:
     with open(log, "a") as f:
         f.write(f"{info.step_id} {info.attempt}\n")
     print("tick", flush=True)
-    gate("never").wait(0.005)  # a little work, so that kills land inside runs
+    gate("never").wait(float(os.environ.get("ACTORFLOW_TEST_STEP_SECONDS", "0.005")))  # work, so kills land in runs
     return value
 
 

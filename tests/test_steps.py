@@ -260,7 +260,7 @@ def test_sigkill_at_random_moments_never_repeats_a_committed_step(tmp_path: Path
     committed_at_kill: list[tuple[int, set[str]]] = []
     kills = 0
     for n in range(7):
-        child = run_child(code if n else code.replace('"first" in sys.argv', "True"))
+        child = run_child(code if n else code.replace('"first" in sys.argv', "True"), env={"ACTORFLOW_TEST_STEP_SECONDS": "0.02"})
         assert child.stdout is not None
         ticks = rng.randint(1, 12)
         finished = False

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 
 import actorflow
@@ -21,6 +23,8 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--queues", default="{}")
     args = parser.parse_args()
+    logging.basicConfig(level=os.environ.get("ACTORFLOW_TEST_LOG", "WARNING"), format="%(threadName)s %(levelname)s %(message)s")
+    logging.getLogger("pykka").setLevel(logging.WARNING)
     rt = actorflow.Runtime(
         args.journal,
         concurrency=args.concurrency,
