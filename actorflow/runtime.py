@@ -157,28 +157,13 @@ class Runtime:
             RuntimeClosed: the runtime was shut down.
             JournalError: the journal could not be written (nothing is written).
         """
-        return RunHandle(self, self._start(m.StartRun(flow, args, kwargs)))
-
-    def _start(self, message: m.StartRun) -> str:
         self._check_open()
         future: Reply[Any] = Reply()
         try:
-            self.supervisor.tell(
-                m.StartRun(
-                    message.flow,
-                    tuple(message.args),
-                    message.kwargs,
-                    metadata=message.metadata,
-                    idempotency_key=message.idempotency_key,
-                    parent_id=message.parent_id,
-                    run_id=message.run_id,
-                    reply_to=future,
-                )
-            )
+            self.supervisor.tell(m.StartRun(flow, args, kwargs, reply_to=future))
         except pykka.ActorDeadError:
             raise RuntimeClosed("the runtime was shut down; create a new Runtime to start runs") from None
-        run_id: str = self._await(future, self.supervisor)
-        return run_id
+        return RunHandle(self, self._await(future, self.supervisor))
 
     # -- finding ----------------------------------------------------------------------
 

@@ -737,6 +737,8 @@ class JSONSerializer:
         kind = type(value)
         if (kind is str and _is_utf8(value)) or kind is bool or value is None or (kind is int and -(2**63) < value < 2**63):
             return _ENCODE(value)  # fast path: plain JSON scalars
+        if not value and (kind is list or kind is dict):
+            return "[]" if kind is list else "{}"  # fast path: no arguments
         try:
             encoded = _Encoder().encode(value, "")
         except RecursionError:

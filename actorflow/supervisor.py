@@ -94,6 +94,8 @@ class Supervisor(Actor):
         self._queues = dict(queues or {})
         self._renew_at = 0.0
         self._claiming = False
+        self._backlog = False  # the journal may hold pending runs this runtime could claim
+        self._last_free = 0
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._registry = registry
         self._passivate_after = passivate_after
@@ -146,6 +148,7 @@ class Supervisor(Actor):
         if not self._recover_runs or self._concurrency == 0:  # a client runtime executes nothing
             return
         free = max(0, self._concurrency - len(self._running) - len(self._ready))
+        self._last_free = free
         self._claiming = True
         self._journal.tell(
             m.ClaimOrphans(time.time(), now_iso(), free, max(free, 16), self._queues, notify=self.actor_ref)
@@ -183,8 +186,8 @@ class Supervisor(Actor):
             self._poked.discard(message.run_id)
             self._woken = {w for w in self._woken if w[0] != message.run_id} if self._woken else self._woken
             self._fill()
-            if not self._ready:
-                self._claim()  # a free slot: take a pending run from the journal (other processes', queues)
+            if not self._ready and self._backlog:
+                self._claim()  # a free slot, and the journal may hold pending runs: take one now
         elif isinstance(message, m.Passivated):
             self._running.pop(message.run_id, None)
             if message.run_id in self._gone:  # cancelled while it was giving up its actor
@@ -230,6 +233,9 @@ class Supervisor(Actor):
             self._tick()
         elif isinstance(message, m.Claimed):
             self._claiming = False
+            pending = sum(1 for row in message.rows if row["state"] == "pending")
+            # a claim that filled every free slot may have left pending runs behind
+            self._backlog = pending > 0 and pending >= self._last_free
             for row in message.rows:
                 self._recover(row)
         elif isinstance(message, m.LeaseLost):
@@ -283,6 +289,7 @@ class Supervisor(Actor):
         if row["queue"] is not None:
             # a named queue: its limit holds across processes, so its runs are claimed from the journal
             self._journal.tell(m.InsertRun(row, reply_to=reply_to))
+            self._backlog = True
             self._claim()
         elif len(self._running) < self._concurrency and not known and not self._closing:
             # a free slot: insert the run as already running and spawn its actor now; the
