@@ -210,7 +210,7 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     db.table("runs").create_index(["state"], if_not_exists=True)
     db.table("runs").create_index(["parent_id"], if_not_exists=True)
     db.table("runs").create_index(["flow"], if_not_exists=True)
-    db.table("runs").create_index(["owner"], if_not_exists=True)
+
     db.table("runtimes").create(
         {"id": str, "pid": int, "host": str, "started_at": str, "heartbeat_at": float, "lease_until": float},
         pk="id",
