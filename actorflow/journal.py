@@ -206,9 +206,14 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         defaults={"attempt": 0, "flow_retries": 0, "recoveries": 0, "cancel_requested": 0, "detached": 0, "priority": 0},
         if_not_exists=True,
     )
-    db.table("runs").create_index(["idempotency_key"], unique=True, if_not_exists=True)
+    # partial indexes: most runs have neither key nor parent, and an index without their
+    # entries costs nothing when they are written
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS idx_runs_idempotency_key ON runs (idempotency_key) "
+        "WHERE idempotency_key IS NOT NULL"
+    )
     db.table("runs").create_index(["state"], if_not_exists=True)
-    db.table("runs").create_index(["parent_id"], if_not_exists=True)
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_runs_parent_id ON runs (parent_id) WHERE parent_id IS NOT NULL")
     db.table("runs").create_index(["flow"], if_not_exists=True)
 
     db.table("runtimes").create(
