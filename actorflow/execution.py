@@ -165,6 +165,7 @@ class Execution(Actor):
         self.diverged: NonDeterminismError | None = None
         self.attempt = 0
         self.flow_retries = 0
+        self.queue: str | None = row.get("queue")
 
     def _start_actor_loop(self) -> None:
         # pykka's extension point for actor types: run the loop on a pool thread.
@@ -184,7 +185,7 @@ class Execution(Actor):
             p = self.passivated
             try:
                 if p is not None:
-                    self.supervisor.tell(m.Passivated(self.run_id, p.wait, p.wake_at, p.topic))
+                    self.supervisor.tell(m.Passivated(self.run_id, p.wait, p.wake_at, p.topic, self.queue))
                 else:
                     self.supervisor.tell(m.RunEnded(self.run_id))
             except pykka.ActorDeadError:
@@ -653,6 +654,7 @@ class Execution(Actor):
         except Exception as exc:
             self.finish("failed", error=dump_error(exc))
             return
+        self.queue = row.get("queue")
         self.attempt = int(row["attempt"])
         # the flow's retry policy counts its own retries (not resumes after waits or crashes)
         self.flow_retries = int(row.get("flow_retries") or 0)

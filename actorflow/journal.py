@@ -529,6 +529,7 @@ class Journal(Actor):
             m.RenewLease: self._renew_lease,
             m.ClaimOrphans: self._claim_orphans,
             m.ReleaseAll: self._release_all,
+            m.Requeue: self._requeue,
         }
 
     def on_start(self) -> None:
@@ -1116,6 +1117,19 @@ class Journal(Actor):
                 self._event(row["id"], msg.at, "taken_over", json.dumps({"by": self._owner}))
         tell = (msg.notify, m.Claimed(tuple(claimed))) if msg.notify is not None else None
         return len(claimed), None, tell
+
+    def _requeue(self, msg: m.Requeue) -> _Outcome:
+        """A woken run of a named queue waits for a slot again, as ``pending``, for any runtime to claim."""
+        at = now_iso()
+        cur = self._conn.execute(
+            "UPDATE runs SET state='pending', owner=NULL, waiting_for=NULL, wake_at=NULL, updated_at=? "
+            "WHERE id=? AND state='waiting' AND owner=?",
+            (at, msg.run_id, self._owner),
+        )
+        if cur.rowcount:
+            self._event(msg.run_id, at, "requeued")
+            return True, (msg.run_id, {"state": "pending"}), None
+        return False, None, None
 
     def _release_all(self, msg: m.ReleaseAll) -> _Outcome:
         """At shutdown: give up every unfinished run this runtime holds, and its lease."""

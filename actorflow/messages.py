@@ -180,6 +180,7 @@ class Passivated:
     wait: int
     wake_at: float | None = None
     topic: str | None = None
+    queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -471,6 +472,14 @@ class ClaimOrphans:
     takeover_limit: int
     queue_limits: Mapping[str, int] = field(default_factory=dict)
     notify: pykka.ActorRef[Any] | None = None
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """A waiting run of a named queue was woken: make it ``pending`` again, to be claimed within the limit."""
+
+    run_id: str
     reply_to: pykka.Future[Any] | None = None
 
 

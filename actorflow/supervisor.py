@@ -110,7 +110,8 @@ class Supervisor(Actor):
         self._ready: collections.deque[m.Row] = collections.deque()
         self._ready_ids: set[str] = set()
         self._gone: set[str] = set()  # executing runs cancelled to their end while passivating
-        self._waiting: dict[str, tuple[int, str | None]] = {}  # passivated runs → (wait number, event topic)
+        # passivated runs → (wait number, event topic, queue)
+        self._waiting: dict[str, tuple[int, str | None, str | None]] = {}
         self._poked: set[str] = set()  # executing runs an event arrived for
         self._woken: set[tuple[str, int]] = set()  # waits met while their run was still executing
         self.pressure = Pressure()
@@ -198,24 +199,22 @@ class Supervisor(Actor):
             self._poked.discard(message.run_id)
             if (message.run_id, message.wait) in self._woken or poked:  # met while it was giving up
                 self._woken.discard((message.run_id, message.wait))
-                self._admit({"id": message.run_id})
+                self._resume(message.run_id, message.queue)
             else:
-                self._wait(message.run_id, message.wait, message.topic, message.wake_at)
+                self._wait(message.run_id, message.wait, message.topic, message.wake_at, message.queue)
             self._fill()
         elif isinstance(message, m.Wake):
             if message.run_id in self._running:
                 self._woken.add((message.run_id, message.wait))
             elif (self._waiting.get(message.run_id) or (None,))[0] == message.wait:
-                del self._waiting[message.run_id]
-                self._admit({"id": message.run_id})
+                self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
         elif isinstance(message, m.EventArrived):
             control = self._running.get(message.run_id)
             if control is not None:
                 self._poked.add(message.run_id)
                 control.poke.set()
             elif (self._waiting.get(message.run_id) or (None, None))[1] == message.topic:
-                del self._waiting[message.run_id]
-                self._admit({"id": message.run_id})
+                self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
         elif isinstance(message, m.SendEvent):
             return self._answer(message.reply_to, self._send_event, message)
         elif isinstance(message, m.RunsCancelled):
@@ -225,7 +224,7 @@ class Supervisor(Actor):
                     control.set(control.cancel)
                 elif run_id in self._waiting:  # passivated just before: resume it to end it
                     del self._waiting[run_id]
-                    self._admit({"id": run_id})
+                    self._admit({"id": run_id})  # to end it: no queue slot needed
             for run_id in message.ended:
                 if self._waiting.pop(run_id, None) is None and run_id in self._running:
                     self._gone.add(run_id)
@@ -396,9 +395,23 @@ class Supervisor(Actor):
 
     # -- waiting runs -----------------------------------------------------------------
 
-    def _wait(self, run_id: str, wait: int, topic: str | None, wake_at: float | None) -> None:
+    def _resume(self, run_id: str, queue: str | None) -> None:
+        """A passivated run's wait is met: execute it again (replay).
+
+        A run of a named queue goes back to ``pending`` in the journal, to be claimed
+        within its queue's limit (a waiting run does not count against it; a resumed one
+        does, in whichever process claims it).
+        """
+        if queue is None:
+            self._admit({"id": run_id})
+            return
+        self._journal.tell(m.Requeue(run_id))
+        self._backlog = True
+        self._claim()
+
+    def _wait(self, run_id: str, wait: int, topic: str | None, wake_at: float | None, queue: str | None = None) -> None:
         """Keep a passivated run until its wait is met (a Wake, an event on ``topic``, or ``wake_at``)."""
-        self._waiting[run_id] = (wait, topic)
+        self._waiting[run_id] = (wait, topic, queue)
         if wake_at is not None:
             ref, wake = self.actor_ref, m.Wake(run_id, wait)
             self._timers.call_at(wake_at, lambda: ref.tell(wake))
@@ -416,7 +429,7 @@ class Supervisor(Actor):
                 waiting_for = {}
             if "sleep_until" in waiting_for and "wait" in waiting_for and row.get("wake_at"):
                 wake_at = _dt.datetime.fromisoformat(row["wake_at"]).timestamp()
-                self._wait(row["id"], int(waiting_for["wait"]), None, wake_at)
+                self._wait(row["id"], int(waiting_for["wait"]), None, wake_at, row.get("queue"))
                 return
         self._admit(row)
 

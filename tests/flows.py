@@ -623,3 +623,20 @@ def fails_after_a_wait(ctx: actorflow.Context, key: str) -> str:
     if count(key) == 1:
         raise RuntimeError("first try fails")
     return "retried"
+
+
+@actorflow.step
+def logged_span(log: str, i: int, part: str) -> None:
+    with open(log, "a") as f:
+        f.write(f"start {i}{part} {time.time()}\n")
+    gate("never").wait(0.02)
+    with open(log, "a") as f:
+        f.write(f"end {i}{part} {time.time()}\n")
+
+
+@actorflow.flow
+def step_sleep_step(ctx: actorflow.Context, log: str, i: int) -> int:
+    logged_span(log, i, "a")
+    ctx.sleep(0.2)  # gives up its slot (passivate_after is shorter in the test)
+    logged_span(log, i, "b")
+    return i

@@ -193,3 +193,18 @@ def test_options_are_checked(db_path: str) -> None:
     with pytest.raises(TypeError):
         flows.add.options(priority="high")  # type: ignore[arg-type]
     assert isinstance(Any, object)
+
+
+def test_runs_resuming_from_a_wait_respect_their_queue_limit(db_path: str, tmp_path: Path) -> None:
+    log = str(tmp_path / "spans.log")
+    with actorflow.Runtime(db_path, queues={"one": 1}, passivate_after=0.05, poll_interval=0.05) as rt:
+        runs = [rt.start(flows.step_sleep_step.options(queue="one"), log, i) for i in range(4)]
+        assert [r.result(timeout=60) for r in runs] == [0, 1, 2, 3]
+    events = sorted((float(ts), kind) for kind, _, ts in (line.split() for line in Path(log).read_text().splitlines()))
+    running = peak = 0
+    for _, kind in events:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 1
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE kind='requeued'").fetchone()[0] >= 1
