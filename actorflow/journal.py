@@ -221,28 +221,25 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         pk="id",
         if_not_exists=True,
     )
-    db.table("events").create(
-        {"seq": int, "run_id": str, "at": str, "kind": str, "detail": str},
-        pk="seq",
-        not_null={"run_id", "at", "kind"},
-        if_not_exists=True,
+    # the change feed's tables: AUTOINCREMENT, so that an id is never reused after a purge
+    # (other processes read them from the last id they have seen)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
+        "at TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT)"
     )
     db.table("events").create_index(["run_id"], if_not_exists=True)
-    db.table("messages").create(
-        {"id": int, "run_id": str, "topic": str, "payload": str, "sent_at": str, "taken_seq": int, "taken_at": str},
-        pk="id",
-        not_null={"run_id", "topic", "sent_at"},
-        if_not_exists=True,
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
+        "topic TEXT NOT NULL, payload TEXT, sent_at TEXT NOT NULL, taken_seq INTEGER, taken_at TEXT)"
     )
     db.table("messages").create_index(["run_id", "topic", "taken_seq"], if_not_exists=True)
     db.table("hooks").create({"token": str, "run_id": str, "created_at": str}, pk="token", not_null={"run_id"}, if_not_exists=True)
-    db.table("chunks").create(
-        {"run_id": str, "namespace": str, "idx": int, "seq": int, "data": str, "closed": int, "at": str},
-        pk=("run_id", "namespace", "idx"),
-        not_null={"run_id", "namespace", "idx", "seq", "closed", "at"},
-        defaults={"closed": 0},
-        if_not_exists=True,
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
+        "namespace TEXT NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, data TEXT, "
+        "closed INTEGER NOT NULL DEFAULT 0, at TEXT NOT NULL)"
     )
+    db.table("chunks").create_index(["run_id", "namespace", "idx"], unique=True, if_not_exists=True)
     db.table("chunks").create_index(["run_id", "seq"], unique=True, if_not_exists=True)
     db.table("steps").create(
         {

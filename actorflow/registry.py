@@ -73,7 +73,7 @@ class Registry(Actor):
         for attr, sql in (
             ("_seen_event", "SELECT COALESCE(max(seq), 0) FROM events"),
             ("_seen_message", "SELECT COALESCE(max(id), 0) FROM messages"),
-            ("_seen_chunk", "SELECT COALESCE(max(rowid), 0) FROM chunks"),
+            ("_seen_chunk", "SELECT COALESCE(max(id), 0) FROM chunks"),
         ):
             setattr(self, attr, self._conn.execute(sql).fetchone()[0])
 
@@ -196,15 +196,18 @@ class Registry(Actor):
         assert conn is not None
         cancelled: list[str] = []
         ended: list[str] = []
-        for seq, run_id, kind in conn.execute(
-            "SELECT seq, run_id, kind FROM events WHERE seq > ? ORDER BY seq", (self._seen_event,)
+        last = conn.execute("SELECT COALESCE(max(seq), 0) FROM events").fetchone()[0]
+        for _, run_id, kind in conn.execute(
+            "SELECT seq, run_id, kind FROM events WHERE seq > ? AND seq <= ? AND kind IN "
+            "('completed', 'failed', 'cancelled', 'timed_out', 'cancel_requested') ORDER BY seq",
+            (self._seen_event, last),
         ).fetchall():
-            self._seen_event = seq
             if kind in _TERMINAL:
                 ended.append(run_id)
                 self._ended(run_id)
             elif kind == "cancel_requested":
                 cancelled.append(run_id)
+        self._seen_event = last
         events = []
         for mid, run_id, topic in conn.execute(
             "SELECT id, run_id, topic FROM messages WHERE id > ? ORDER BY id", (self._seen_message,)
@@ -212,7 +215,7 @@ class Registry(Actor):
             self._seen_message = mid
             events.append((run_id, topic))
         for rowid, run_id, namespace, idx in conn.execute(
-            "SELECT rowid, run_id, namespace, idx FROM chunks WHERE rowid > ? ORDER BY rowid", (self._seen_chunk,)
+            "SELECT id, run_id, namespace, idx FROM chunks WHERE id > ? ORDER BY id", (self._seen_chunk,)
         ).fetchall():
             self._seen_chunk = rowid
             self._chunk_written(run_id, namespace, idx)
