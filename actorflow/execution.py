@@ -71,12 +71,20 @@ class Passivate(BaseException):
         topic: the event topic it waits for, if any.
     """
 
-    def __init__(self, wait: int, wake_at: float | None, waiting_for: dict[str, Any], topic: str | None = None) -> None:
+    def __init__(
+        self,
+        wait: int,
+        wake_at: float | None,
+        waiting_for: dict[str, Any],
+        topic: str | None = None,
+        watermark: int | None = None,
+    ) -> None:
         super().__init__(wait)
         self.wait = wait
         self.wake_at = wake_at
         self.waiting_for = {"wait": wait, **waiting_for}
         self.topic = topic
+        self.watermark = watermark  # set once its "waiting" state is committed (event waits)
 
 
 class StepFailed(ActorflowError):
@@ -185,7 +193,7 @@ class Execution(Actor):
             p = self.passivated
             try:
                 if p is not None:
-                    self.supervisor.tell(m.Passivated(self.run_id, p.wait, p.wake_at, p.topic, self.queue))
+                    self.supervisor.tell(m.Passivated(self.run_id, p.wait, p.wake_at, p.topic, self.queue, p.watermark or 0))
                 else:
                     self.supervisor.tell(m.RunEnded(self.run_id))
             except pykka.ActorDeadError:
@@ -299,7 +307,16 @@ class Execution(Actor):
                     return None
                 if self.pressure.queued > 0 or time.monotonic() - began >= self.passivate_after:
                     until = {"until": _iso(deadline)} if deadline else {}
-                    raise Passivate(seq, deadline, {"event": topic, **until}, topic=topic)
+                    wait = Passivate(seq, deadline, {"event": topic, **until}, topic=topic)
+                    status, watermark = self._set_waiting(wait)
+                    if status == "waiting":
+                        wait.watermark = watermark
+                        raise wait
+                    if status == "event_ready":  # it came meanwhile: take it now
+                        break
+                    if status == "cancel_requested":
+                        raise Cancelled(f"run {self.run_id} was cancelled")
+                    raise Ended  # the run has ended meanwhile
                 self.control.poke.wait(_WAIT_SLICE / 10)
 
     def hook(self, token: str | None) -> str:
@@ -341,6 +358,13 @@ class Execution(Actor):
         self.send(m.FinishRun(self.run_id, state, now_iso(), result=result, error=error, cascade=cascade))
 
     # -- replay -----------------------------------------------------------------------
+
+    def _set_waiting(self, wait: Passivate) -> tuple[str | None, int]:
+        """Commit the run's ``waiting`` state for ``wait``; answers ``(status, watermark)``."""
+        waiting_for = json.dumps(wait.waiting_for)
+        wake = _iso(wait.wake_at) if wait.wake_at else None
+        answer = self.ask(lambda r: m.SetWaiting(self.run_id, waiting_for, wake, now_iso(), wait.topic, reply_to=r))
+        return answer[0], answer[1]
 
     def _next(self, name: str) -> tuple[int, m.Row | None]:
         """Number the next checkpointed call and find its checkpoint, checking the name."""
@@ -676,12 +700,13 @@ class Execution(Actor):
                     value = fn(ctx, *args, **kwargs)
                 except Passivate as wait:
                     # give up the actor; the supervisor resumes the run when its wait is met
-                    waiting_for = json.dumps(wait.waiting_for)
-                    wake = _iso(wait.wake_at) if wait.wake_at else None
-                    outcome = self.ask(lambda r: m.SetWaiting(self.run_id, waiting_for, wake, now_iso(), reply_to=r))
-                    if outcome == "waiting":
+                    if wait.watermark is not None:  # its waiting state is committed already
                         self.passivated = wait
-                    elif outcome == "cancel_requested":  # a cancel landed just before: honour it now
+                        return
+                    status, wait.watermark = self._set_waiting(wait)
+                    if status == "waiting":
+                        self.passivated = wait
+                    elif status == "cancel_requested":  # a cancel landed just before: honour it now
                         self.finish("cancelled")
                     return  # else the run ended meanwhile (timed out, cancelled): nothing to do
                 except (Abandoned, Ended):

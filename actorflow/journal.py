@@ -882,6 +882,10 @@ class Journal(Actor):
         return changes, tell
 
     def _set_waiting(self, msg: m.SetWaiting) -> _Outcome:
+        if msg.topic is not None and self._conn.execute(
+            "SELECT 1 FROM messages WHERE run_id=? AND topic=? AND taken_seq IS NULL LIMIT 1", (msg.run_id, msg.topic)
+        ).fetchone():
+            return ("event_ready", 0), None, None  # it came meanwhile: the run takes it instead
         cur = self._conn.execute(
             "UPDATE runs SET state='waiting', waiting_for=?, wake_at=?, updated_at=? "
             "WHERE id=? AND state='running' AND cancel_requested=0 AND owner=?",
@@ -890,10 +894,12 @@ class Journal(Actor):
         if cur.rowcount == 0:
             row = self._conn.execute("SELECT state, cancel_requested, owner FROM runs WHERE id=?", (msg.run_id,)).fetchone()
             if row is not None and row[0] == "running" and row[1] and row[2] == self._owner:
-                return "cancel_requested", None, None
-            return None, None, None
+                return ("cancel_requested", 0), None, None
+            return (None, 0), None, None
         self._event(msg.run_id, msg.at, "waiting", msg.waiting_for)
-        return "waiting", (msg.run_id, {"state": "waiting", "waiting_for": msg.waiting_for, "wake_at": msg.wake_at}), None
+        watermark = self._conn.execute("SELECT COALESCE(max(id), 0) FROM messages WHERE run_id=?", (msg.run_id,)).fetchone()[0]
+        change = {"state": "waiting", "waiting_for": msg.waiting_for, "wake_at": msg.wake_at}
+        return ("waiting", watermark), (msg.run_id, change), None
 
     def _request_cancel(self, msg: m.RequestCancel) -> _Outcome:
         row = self._returning(
@@ -944,7 +950,7 @@ class Journal(Actor):
         cur = self._conn.execute(
             "INSERT INTO messages (run_id, topic, payload, sent_at) VALUES (?, ?, ?, ?)", (run_id, msg.topic, msg.payload, msg.at)
         )
-        tell = (msg.notify, m.EventArrived(run_id, msg.topic)) if msg.notify is not None else None
+        tell = (msg.notify, m.EventArrived(run_id, msg.topic, cur.lastrowid or 0)) if msg.notify is not None else None
         return cur.lastrowid, None, tell
 
     def _take_event(self, msg: m.TakeEvent) -> _Outcome:

@@ -163,7 +163,7 @@ class ExternalChanges:
 
     cancelled: tuple[str, ...] = ()
     ended: tuple[str, ...] = ()
-    events: tuple[tuple[str, str], ...] = ()
+    events: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,7 @@ class Passivated:
     wake_at: float | None = None
     topic: str | None = None
     queue: str | None = None
+    watermark: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class EventArrived:
 
     run_id: str
     topic: str
+    event_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -360,14 +362,18 @@ class RequestCancel:
 class SetWaiting:
     """The run gives up its execution actor until ``waiting_for`` is met (or ``wake_at``).
 
-    Answers ``"waiting"``; ``"cancel_requested"`` if a cancel was accepted meanwhile (the
-    run stays running, to end as cancelled); or None if the run has ended.
+    Answers ``(status, watermark)``: status ``"waiting"``; ``"event_ready"`` if the run
+    waits for an event on ``topic`` and one is there already (nothing changes); or
+    ``"cancel_requested"`` if a cancel was accepted meanwhile (the run stays running, to
+    end as cancelled); or None if the run has ended. ``watermark`` is the id of the
+    run's newest event when it started waiting.
     """
 
     run_id: str
     waiting_for: str
     wake_at: str | None
     at: str
+    topic: str | None = None
     reply_to: pykka.Future[Any] | None = None
 
 

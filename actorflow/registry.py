@@ -213,7 +213,7 @@ class Registry(Actor):
             "SELECT id, run_id, topic FROM messages WHERE id > ? ORDER BY id", (self._seen_message,)
         ).fetchall():
             self._seen_message = mid
-            events.append((run_id, topic))
+            events.append((run_id, topic, mid))
         for rowid, run_id, namespace, idx in conn.execute(
             "SELECT id, run_id, namespace, idx FROM chunks WHERE id > ? ORDER BY id", (self._seen_chunk,)
         ).fetchall():

@@ -112,7 +112,7 @@ class Supervisor(Actor):
         self._gone: set[str] = set()  # executing runs cancelled to their end while passivating
         # passivated runs → (wait number, event topic, queue)
         self._waiting: dict[str, tuple[int, str | None, str | None]] = {}
-        self._poked: set[str] = set()  # executing runs an event arrived for
+        self._poked: dict[str, int] = {}  # executing runs an event arrived for → its newest event id
         self._woken: set[tuple[str, int]] = set()  # waits met while their run was still executing
         self.pressure = Pressure()
         self._closing = False
@@ -184,7 +184,7 @@ class Supervisor(Actor):
         elif isinstance(message, m.RunEnded):
             self._running.pop(message.run_id, None)
             self._gone.discard(message.run_id)
-            self._poked.discard(message.run_id)
+            self._poked.pop(message.run_id, None)
             self._woken = {w for w in self._woken if w[0] != message.run_id} if self._woken else self._woken
             self._fill()
             if not self._ready and self._backlog:
@@ -195,8 +195,9 @@ class Supervisor(Actor):
                 self._gone.discard(message.run_id)
                 self._fill()
                 return None
-            poked = message.topic is not None and message.run_id in self._poked
-            self._poked.discard(message.run_id)
+            # an event that came after the run started waiting (past its watermark) wakes it
+            poked = message.topic is not None and self._poked.get(message.run_id, 0) > message.watermark
+            self._poked.pop(message.run_id, None)
             if (message.run_id, message.wait) in self._woken or poked:  # met while it was giving up
                 self._woken.discard((message.run_id, message.wait))
                 self._resume(message.run_id, message.queue)
@@ -211,7 +212,7 @@ class Supervisor(Actor):
         elif isinstance(message, m.EventArrived):
             control = self._running.get(message.run_id)
             if control is not None:
-                self._poked.add(message.run_id)
+                self._poked[message.run_id] = max(self._poked.get(message.run_id, 0), message.event_id)
                 control.poke.set()
             elif (self._waiting.get(message.run_id) or (None, None))[1] == message.topic:
                 self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
@@ -390,8 +391,8 @@ class Supervisor(Actor):
                 control.set(control.cancel)
         for run_id in changes.ended:
             self._waiting.pop(run_id, None)
-        for run_id, topic in changes.events:
-            self.handle(m.EventArrived(run_id, topic))
+        for run_id, topic, event_id in changes.events:
+            self.handle(m.EventArrived(run_id, topic, event_id))
 
     # -- waiting runs -----------------------------------------------------------------
 

@@ -78,3 +78,15 @@ def test_resuming_from_waits_does_not_use_up_flow_retries(db_path: str) -> None:
     with actorflow.Runtime(db_path, concurrency=1) as rt:  # one slot: the parent passivates at each wait
         run = rt.start(flows.fails_after_a_wait, "after-wait")
         assert run.result(timeout=30) == "retried"
+
+
+def test_an_event_taken_while_running_does_not_wake_the_run_again_later(db_path: str) -> None:
+    with actorflow.Runtime(db_path, passivate_after=0.05) as rt:
+        run = rt.start(flows.collect_events, "news", 2)
+        run.send("news", "first")  # taken by the running flow
+        wait_for_state(rt, run.id, actorflow.State.WAITING)
+        with actorflow.inspect(db_path) as view:
+            kinds = [line.split()[1] for line in view.events(run.id).splitlines()[2:]]
+        assert kinds.count("started") == 1, kinds  # not woken for an event it had taken already
+        run.send("news", "second")
+        assert run.result(timeout=10) == ["first", "second"]
