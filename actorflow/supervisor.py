@@ -233,11 +233,14 @@ class Supervisor(Actor):
             self._tick()
         elif isinstance(message, m.Claimed):
             self._claiming = False
-            pending = sum(1 for row in message.rows if row["state"] == "pending")
-            # a claim that filled every free slot may have left pending runs behind
-            self._backlog = pending > 0 and pending >= self._last_free
+            # a claim that found runs may have left more behind: claim again when a slot frees
+            # (a claim made with no free slot says nothing about pending runs)
+            if message.rows or self._last_free > 0:
+                self._backlog = bool(message.rows)
             for row in message.rows:
                 self._recover(row)
+            if self._backlog and len(self._running) + len(self._ready) < self._concurrency:
+                self._claim()  # slots freed while the claim was under way: claim for them now
         elif isinstance(message, m.LeaseLost):
             self._lease_lost()
         elif isinstance(message, m.ExternalChanges):
