@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -36,3 +37,9 @@ def kill_children() -> None:
         if child.poll() is None:
             child.kill()
             child.wait(10)
+
+
+def committed_steps(journal: str) -> set[str]:
+    """``run_id:seq`` of every step whose checkpoint is committed in ``journal``."""
+    with sqlite3.connect(journal) as conn:
+        return {f"{r}:{s}" for r, s in conn.execute("SELECT run_id, seq FROM steps WHERE state='completed'")}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 import actorflow
 from tests import flows
 from tests.flows import arrived, gate
-from tests.helpers import run_child
+from tests.helpers import committed_steps, run_child
 
 
 def test_fan_out_and_fan_in(rt: actorflow.Runtime) -> None:
@@ -156,8 +155,7 @@ def test_sigkill_during_fan_out_duplicates_nothing(tmp_path: Path) -> None:
         child.send_signal(signal.SIGKILL)
         child.wait(30)
         lines = log.read_text().splitlines() if log.exists() else []
-        with sqlite3.connect(db_path) as conn:
-            done = {f"{r}:{s}" for r, s in conn.execute("SELECT run_id, seq FROM steps WHERE state='completed'")}
+        done = committed_steps(db_path)
         committed_at_kill.append((len(lines), done))
     final = run_child(code)
     out, err = final.communicate(timeout=120)

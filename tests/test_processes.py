@@ -16,7 +16,7 @@ import pytest
 
 import actorflow
 from tests import flows
-from tests.helpers import ROOT, _children
+from tests.helpers import ROOT, _children, committed_steps
 from tests.test_waiting import wait_for_state
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
@@ -56,11 +56,6 @@ def wait_for_ticks(child: subprocess.Popen[str], n: int) -> None:
 def owners(journal: str) -> dict[str, str]:
     with sqlite3.connect(journal) as conn:
         return dict(conn.execute("SELECT id, owner FROM runs"))
-
-
-def committed_steps(journal: str) -> set[str]:
-    with sqlite3.connect(journal) as conn:
-        return {f"{r}:{s}" for r, s in conn.execute("SELECT run_id, seq FROM steps WHERE state='completed'")}
 
 
 def test_three_processes_share_600_runs_exactly_once(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 import actorflow
 from tests import flows
 from tests.flows import arrived, calls, gate
-from tests.helpers import run_child
+from tests.helpers import committed_steps, run_child
 
 
 def test_a_step_outside_a_run_is_a_plain_call() -> None:
@@ -280,8 +280,7 @@ def test_sigkill_at_random_moments_never_repeats_a_committed_step(tmp_path: Path
         child.wait(30)
         kills += 1
         lines = log.read_text().splitlines() if log.exists() else []
-        with sqlite3.connect(db_path) as conn:
-            done = {f"{r}:{s}" for r, s in conn.execute("SELECT run_id, seq FROM steps WHERE state='completed'")}
+        done = committed_steps(db_path)
         committed_at_kill.append((len(lines), done))
     if not finished:  # the last child was allowed to run to the end
         out, err = child.communicate(timeout=120)
