@@ -552,7 +552,7 @@ class Journal(Actor):
             self._flush_scheduled = False
             self._flush()
             return None
-        if isinstance(message, m.ClaimOrphans) and not self._claim_needed(message):
+        if isinstance(message, m.ClaimOrphans) and not self._claim_needed_safely(message):
             # the common case: nothing to take over or claim; answer without a write transaction
             if message.notify is not None:
                 message.notify.tell(m.Claimed(()))
@@ -602,6 +602,8 @@ class Journal(Actor):
                 if failure is not None:
                     if isinstance(msg, m.InsertRun) and msg.admitted is not None:
                         msg.admitted.set(False)  # not created: its execution actor just ends
+                    if isinstance(msg, m.ClaimOrphans) and msg.notify is not None:
+                        msg.notify.tell(m.Claimed(()))  # the supervisor waits for an answer to claim again
                     if reply_to is not None:
                         reply_to.set_exception(exc_info=(type(failure), failure, failure.__traceback__))
                     continue
@@ -1056,6 +1058,12 @@ class Journal(Actor):
                 dead.append(rid)
         return dead
 
+    def _claim_needed_safely(self, msg: m.ClaimOrphans) -> bool:
+        try:
+            return self._claim_needed(msg)
+        except sqlite3.Error:  # let the claim itself try (and answer, whatever happens)
+            return True
+
     def _claim_needed(self, msg: m.ClaimOrphans) -> bool:
         """Whether a claim would find anything (read only: no lock taken)."""
         if self._dead_runtimes(msg.now):
@@ -1087,25 +1095,28 @@ class Journal(Actor):
             for r in cur.fetchall()
         ]  # fmt: skip
         if msg.free > 0:
-            candidates = conn.execute(
-                f"SELECT id, queue FROM runs WHERE state='pending' AND (owner IS NULL OR owner NOT IN {live}) "
-                "ORDER BY priority DESC, created_at LIMIT ?",
-                (msg.free * 4,),
-            ).fetchall()
             busy: dict[str, int] = {}
+            for queue in msg.queue_limits:
+                busy[queue] = conn.execute(
+                    "SELECT count(*) FROM runs WHERE queue=? AND (state='running' OR (state='pending' AND owner IS NOT NULL "
+                    f"AND owner IN {live}))",
+                    (queue,),
+                ).fetchone()[0]
+            full = [q for q, cap in msg.queue_limits.items() if busy[q] >= cap]
+            # runs of full queues are left out of the candidates, so they cannot crowd out others
+            skip = f"AND (queue IS NULL OR queue NOT IN ({','.join('?' * len(full))})) " if full else ""
+            candidates = conn.execute(
+                f"SELECT id, queue FROM runs WHERE state='pending' AND (owner IS NULL OR owner NOT IN {live}) {skip}"
+                "ORDER BY priority DESC, created_at LIMIT ?",
+                (*full, msg.free * 4),
+            ).fetchall()
+            taken = 0
             for run_id, queue in candidates:
-                if len([c for c in claimed if c["state"] == "pending"]) >= msg.free:
+                if taken >= msg.free:
                     break
-                limit = msg.queue_limits.get(queue) if queue else None
-                if limit is not None:
-                    if queue not in busy:
-                        busy[queue] = conn.execute(
-                            "SELECT count(*) FROM runs WHERE queue=? AND (state='running' OR (state='pending' AND owner IS NOT NULL "
-                            f"AND owner IN {live}))",
-                            (queue,),
-                        ).fetchone()[0]
-                    if busy[queue] >= limit:
-                        continue
+                cap = msg.queue_limits.get(queue) if queue else None
+                if cap is not None and busy[queue] >= cap:
+                    continue
                 row = self._returning(
                     f"UPDATE runs SET owner=?, updated_at=? WHERE id=? AND state='pending' AND (owner IS NULL OR owner NOT IN {live}) "
                     "RETURNING *",
@@ -1113,7 +1124,8 @@ class Journal(Actor):
                 )
                 if row is not None:
                     claimed.append(row)
-                    if limit is not None:
+                    taken += 1
+                    if cap is not None:
                         busy[queue] += 1
         for row in claimed:
             if row["state"] != "pending":

@@ -122,7 +122,10 @@ class Registry(Actor):
         elif isinstance(message, m.Poll):
             changes = self._poll()
             if changes is not None and message.notify is not None:
-                message.notify.tell(changes)
+                try:
+                    message.notify.tell(changes)
+                except pykka.ActorDeadError:  # the supervisor stopped first, at shutdown
+                    pass
         elif isinstance(message, m.ChunkWritten):
             self._chunk_written(message.run_id, message.namespace, message.index)
         elif isinstance(message, m.GetChunks):

@@ -445,11 +445,15 @@ class Runtime:
                 except pykka.Timeout:
                     log.warning("some flows did not reach a checkpoint; their threads are left to end")
         finally:
+            try:  # first: its ticks would renew the lease that is given up next
+                self.supervisor.stop(block=True, timeout=30)
+            except pykka.ActorDeadError:
+                pass
             try:  # give up what this runtime holds: another one takes it at once, not after the lease
                 self._journal.ask(m.ReleaseAll(), timeout=30)
             except Exception:  # noqa: BLE001 - the lease runs out on its own
                 log.warning("could not release this runtime's runs at shutdown", exc_info=True)
-            for ref in (self.supervisor, self._journal, self.registry):
+            for ref in (self._journal, self.registry):
                 try:
                     ref.stop(block=True, timeout=30)
                 except pykka.ActorDeadError:

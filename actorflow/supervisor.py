@@ -110,6 +110,7 @@ class Supervisor(Actor):
         self._ready: collections.deque[m.Row] = collections.deque()
         self._ready_ids: set[str] = set()
         self._gone: set[str] = set()  # executing runs cancelled to their end while passivating
+        self._abandoned: set[str] = set()  # executing runs to release once they stop (lease lost)
         # passivated runs → (wait number, event topic, queue)
         self._waiting: dict[str, tuple[int, str | None, str | None]] = {}
         self._poked: dict[str, int] = {}  # executing runs an event arrived for → its newest event id
@@ -183,6 +184,7 @@ class Supervisor(Actor):
             self._admit(message.row)
         elif isinstance(message, m.RunEnded):
             self._running.pop(message.run_id, None)
+            self._release_if_abandoned(message.run_id)
             self._gone.discard(message.run_id)
             self._poked.pop(message.run_id, None)
             self._woken = {w for w in self._woken if w[0] != message.run_id} if self._woken else self._woken
@@ -191,6 +193,9 @@ class Supervisor(Actor):
                 self._claim()  # a free slot, and the journal may hold pending runs: take one now
         elif isinstance(message, m.Passivated):
             self._running.pop(message.run_id, None)
+            if self._release_if_abandoned(message.run_id):
+                self._fill()
+                return None
             if message.run_id in self._gone:  # cancelled while it was giving up its actor
                 self._gone.discard(message.run_id)
                 self._fill()
@@ -379,12 +384,27 @@ class Supervisor(Actor):
         take back whatever nobody else took.
         """
         log.warning("runtime %s lost its lease: stopping its runs; they resume where another runtime takes them", self._owner)
-        for control in self._running.values():
+        # a run still executing here is released only once its execution has ended (at its
+        # next checkpoint): released earlier, this runtime could claim it back meanwhile
+        for run_id, control in self._running.items():
             control.set(control.abandon)
+            self._abandoned.add(run_id)
+        for run_id in [*self._waiting, *self._ready_ids]:
+            self._journal.tell(m.ReleaseRun(run_id, self._owner))  # fenced: no-op if taken
         self._waiting.clear()
         self._ready.clear()
         self._ready_ids.clear()
-        self._journal.tell(m.ReleaseAll(keep_lease=True))
+        self._backlog = True
+
+    def _release_if_abandoned(self, run_id: str) -> bool:
+        """Release a run whose execution stopped after a lost lease; True if it was one."""
+        if run_id not in self._abandoned:
+            return False
+        self._abandoned.discard(run_id)
+        self._journal.tell(m.ReleaseRun(run_id, self._owner))
+        self._backlog = True
+        self._claim()
+        return True
 
     def _external(self, changes: m.ExternalChanges) -> None:
         """Changes committed by any process (read by the registry's poll)."""
@@ -434,6 +454,9 @@ class Supervisor(Actor):
             if "sleep_until" in waiting_for and "wait" in waiting_for and row.get("wake_at"):
                 wake_at = _dt.datetime.fromisoformat(row["wake_at"]).timestamp()
                 self._wait(row["id"], int(waiting_for["wait"]), None, wake_at, row.get("queue"))
+                return
+            if row.get("queue") is not None:  # resumes through its queue's limit
+                self._resume(row["id"], row["queue"])
                 return
         self._admit(row)
 

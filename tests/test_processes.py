@@ -203,3 +203,30 @@ def test_runs_resuming_from_a_wait_respect_their_queue_limit(db_path: str, tmp_p
     assert peak == 1
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT count(*) FROM events WHERE kind='requeued'").fetchone()[0] >= 1
+
+
+def test_a_lone_runtime_that_lost_its_lease_finishes_its_runs(tmp_path: Path) -> None:
+    journal, log = str(tmp_path / "alone.db"), str(tmp_path / "steps.log")
+    with actorflow.Runtime(journal, concurrency=0) as client:
+        worker, _ = start_worker(journal, "--lease", "1", "--poll", "0.05", "--concurrency", "1")
+        run = client.start(flows.five_logged_steps, log, 7)
+        wait_for_ticks(worker, 1)
+        worker.send_signal(signal.SIGSTOP)
+        threading.Event().wait(1.5)  # the pause must outlast the 1 s lease: that is the scenario
+        worker.send_signal(signal.SIGCONT)
+        assert run.result(timeout=60) == sum(70 + k for k in range(5))
+        assert "lost its lease" in stop_worker(worker)
+
+
+def test_a_full_queue_does_not_hold_up_other_runs(tmp_path: Path) -> None:
+    journal, log = str(tmp_path / "hol.db"), str(tmp_path / "q.log")
+    with actorflow.Runtime(journal, concurrency=0) as client:  # every run goes through claims
+        worker, _ = start_worker(journal, "--queues", json.dumps({"slow": 1}))
+        queued = [client.start(flows.queued_work.options(queue="slow"), log, i) for i in range(30)]
+        plain = client.start(flows.add, 1, 1)
+        assert plain.result(timeout=30) == 2
+        finished_before = sum(1 for r in queued if r.status().done)
+        assert finished_before < 10, "the plain run waited behind the full queue"
+        for r in queued:
+            r.result(timeout=60)
+        stop_worker(worker)
