@@ -250,12 +250,16 @@ class Execution(Actor):
     def wait_until(self, seq: int, wake_at: float, waiting_for: dict[str, Any]) -> None:
         """Wait until ``wake_at`` (committed already by the caller): in this thread if it is
         soon, else by giving up the actor (the supervisor's timer resumes the run)."""
-        remaining = wake_at - self.clock.time()
-        if remaining <= EARLY:
-            return
-        if remaining > self.passivate_after or self.manual_clock or self.pressure.queued > 0:
+        if self._passivates(wake_at):
             raise Passivate(seq, wake_at, waiting_for)
         self._wait_in_thread(wake_at)
+
+    def _passivates(self, wake_at: float) -> bool:
+        """Whether a wait until ``wake_at`` gives up the thread (False: due, or soon enough to wait here)."""
+        remaining = wake_at - self.clock.time()
+        if remaining <= EARLY:
+            return False
+        return remaining > self.passivate_after or self.manual_clock or self.pressure.queued > 0
 
     # -- durable sleep, events, hooks, streams ---------------------------------------
 
@@ -265,12 +269,26 @@ class Execution(Actor):
         seq, saved = self._next("actorflow.sleep")
         if saved is not None and saved["state"] == "completed":
             return
+        waiting_for = {"sleep_until": _iso(wake)}
         if saved is not None and saved.get("retry_at"):
             wake = _ts(saved["retry_at"])  # type: ignore[assignment]
+            waiting_for = {"sleep_until": _iso(wake)}
+        elif self._passivates(wake):
+            # a long sleep: commit its wake-up time and the run's waiting state at once
+            wait = Passivate(seq, wake, waiting_for)
+            started = now_iso()
+            answer = self.ask(lambda reply: m.Sleep(self.run_id, seq, started, _iso(wake), json.dumps(wait.waiting_for),
+                                                    reply_to=reply))  # fmt: skip
+            if answer[0] == "waiting":
+                wait.watermark = answer[1]
+                raise wait
+            if answer[0] == "cancel_requested":
+                raise Cancelled(f"run {self.run_id} was cancelled")
+            raise Ended  # the run has ended meanwhile
         else:
             started = now_iso()
             self.ask(lambda reply: m.StepStarted(self.run_id, seq, "actorflow.sleep", 1, started, wake_at=_iso(wake), reply_to=reply))
-        self.wait_until(seq, wake, {"sleep_until": _iso(wake)})
+        self.wait_until(seq, wake, waiting_for)
         at = now_iso()
         self.send(m.SaveStep(self.run_id, seq, "actorflow.sleep", "completed", 1, at, result="null"))
         self.checkpoints[seq] = {"name": "actorflow.sleep", "state": "completed", "result": "null"}

@@ -527,6 +527,7 @@ class Journal(Actor):
             m.ClaimOrphans: self._claim_orphans,
             m.ReleaseAll: self._release_all,
             m.Requeue: self._requeue,
+            m.Sleep: self._sleep,
         }
 
     def on_start(self) -> None:
@@ -882,6 +883,12 @@ class Journal(Actor):
                 executing.append(run_id)
         tell = (notify, m.RunsCancelled(tuple(executing), tuple(ended))) if notify is not None and rows else None
         return changes, tell
+
+    def _sleep(self, msg: m.Sleep) -> _Outcome:
+        if not self._upsert_step(msg.run_id, msg.seq, "actorflow.sleep", "running", attempts=1, started_at=msg.at,
+                                 retry_at=msg.wake_at):  # fmt: skip
+            return (None, 0), None, None
+        return self._set_waiting(m.SetWaiting(msg.run_id, msg.waiting_for, msg.wake_at, msg.at))
 
     def _set_waiting(self, msg: m.SetWaiting) -> _Outcome:
         if msg.topic is not None and self._conn.execute(

@@ -264,6 +264,21 @@ class StepStarted:
 
 
 @dataclass(frozen=True)
+class Sleep:
+    """A long ``ctx.sleep``: record its wake-up time (call ``seq``) and set the run waiting, in one go.
+
+    Answers like :class:`SetWaiting`.
+    """
+
+    run_id: str
+    seq: int
+    at: str
+    wake_at: str
+    waiting_for: str
+    reply_to: pykka.Future[Any] | None = None
+
+
+@dataclass(frozen=True)
 class StepAttemptFailed:
     """A step attempt failed and will be retried at ``retry_at``; recorded as a ``step_retry`` event."""
 
