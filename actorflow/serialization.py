@@ -735,7 +735,9 @@ class JSONSerializer:
                 ``[2]['conn']``.
         """
         kind = type(value)
-        if (kind is str and _is_utf8(value)) or kind is bool or value is None or (kind is int and -(2**63) < value < 2**63):
+        if kind is int and -(2**63) < value < 2**63:
+            return str(value)  # fast path: a JSON int is its decimal text
+        if (kind is str and _is_utf8(value)) or kind is bool or value is None:
             return _ENCODE(value)  # fast path: plain JSON scalars
         if not value and (kind is list or kind is dict):
             return "[]" if kind is list else "{}"  # fast path: no arguments
