@@ -62,3 +62,14 @@ class Actor(pykka.ThreadingActor):
         """Handle one message (overridden by each actor)."""
         log.warning("%s got an unexpected message: %r", type(self).__name__, message)
         return None
+
+
+def tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """``ref.tell(message)`` for the hot paths: the same check and the same inbox put, fewer calls.
+
+    Raises:
+        pykka.ActorDeadError: the actor has stopped.
+    """
+    if ref.actor_stopped.is_set():
+        raise pykka.ActorDeadError(f"{ref} not found")
+    ref.actor_inbox.put(Envelope(message))

@@ -28,10 +28,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pykka
-from pykka._envelope import Envelope  # noqa: PLC2701 - what ActorRef.tell puts in an inbox
 
 from . import messages as m
-from ._actor import Actor
+from ._actor import Actor, tell
 from ._future import Reply
 from ._ids import child_run_id
 from ._pool import WorkerPool
@@ -205,10 +204,10 @@ class Execution(Actor):
 
     def send(self, message: Any) -> None:
         """Tell the journal ``message``; a stopped journal means the runtime is closing."""
-        journal = self.journal
-        if journal.actor_stopped.is_set():
-            raise Abandoned
-        journal.actor_inbox.put(Envelope(message))  # ActorRef.tell, without its second lookups
+        try:
+            tell(self.journal, message)
+        except pykka.ActorDeadError:
+            raise Abandoned from None
 
     def await_(self, future: pykka.Future[Any]) -> Any:
         """Wait for a journal answer, giving up if the runtime abandons this run."""

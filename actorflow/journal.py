@@ -51,6 +51,7 @@ import sqlite_utils
 
 from . import messages as m
 from ._actor import Actor
+from ._actor import tell as tell_actor
 from .errors import ActorflowError, HookConflict, HookNotFound, JournalError, RunFinished, RunNotFound
 
 log = logging.getLogger("actorflow")
@@ -618,12 +619,12 @@ class Journal(Actor):
                     else:
                         changes.append(change)
                 if tell is not None:
-                    tell[0].tell(tell[1])
+                    tell_actor(tell[0], tell[1])
             except Exception:  # a dead listener (shutting down) must not cost the others their answers
                 log.debug("journal: could not deliver the outcome of %r", msg, exc_info=True)
         if changes:
             try:
-                self._registry.tell(m.Committed(tuple(changes)))
+                tell_actor(self._registry, m.Committed(tuple(changes)))
             except pykka.ActorDeadError:
                 pass
 

@@ -771,6 +771,8 @@ class JSONSerializer:
             SerializationError: if the data is not valid JSON, uses an unknown tag, has
                 a malformed payload, or names a class that cannot be imported.
         """
+        if type(data) is str and data.isdigit() and (len(data) == 1 or data[0] != "0") and len(data) < 19:
+            return int(data)  # fast path: a small non-negative JSON int
         try:
             text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
             if not isinstance(text, str):

@@ -22,7 +22,7 @@ from typing import Any
 import pykka
 
 from . import messages as m
-from ._actor import Actor
+from ._actor import Actor, tell
 from ._future import Reply
 from ._ids import new_run_id
 from ._pool import WorkerPool
@@ -307,7 +307,7 @@ class Supervisor(Actor):
                 deadline = _dt.datetime.fromtimestamp(self._clock.time() + row["timeout"], _dt.UTC)
                 row["deadline"] = deadline.isoformat(timespec="microseconds")
             admitted: Reply[bool] = Reply()
-            self._journal.tell(m.InsertRun(row, reply_to=reply_to, admitted=admitted))
+            tell(self._journal, m.InsertRun(row, reply_to=reply_to, admitted=admitted))
             self._spawn(row, inserted=admitted)
         else:
             # queued (no free slot, a repeated id of a run this supervisor holds, or a child
