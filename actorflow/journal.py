@@ -1073,7 +1073,11 @@ class Journal(Actor):
             return True
 
     def _claim_needed(self, msg: m.ClaimOrphans) -> bool:
-        """Whether a claim would find anything (read only: no lock taken)."""
+        """Whether a claim may find anything (read only: no lock taken).
+
+        It may answer True for pending runs that all belong to full queues; the claim then
+        finds nothing, at the cost of one small write transaction.
+        """
         if self._dead_runtimes(msg.now):
             return True
         orphan = "(owner IS NULL OR owner NOT IN (SELECT id FROM runtimes))"
@@ -1142,7 +1146,7 @@ class Journal(Actor):
         return len(claimed), None, tell
 
     def _requeue(self, msg: m.Requeue) -> _Outcome:
-        """A woken run of a named queue waits for a slot again, as ``pending``, for any runtime to claim."""
+        """A waiting run of a named queue (woken, or taken over) waits for a slot again, as ``pending``."""
         at = now_iso()
         cur = self._conn.execute(
             "UPDATE runs SET state='pending', owner=NULL, waiting_for=NULL, wake_at=NULL, updated_at=? "

@@ -306,7 +306,9 @@ class Runtime:
     def stream(self, run_id: str, namespace: str | None = None, start: int = 0, timeout: float | None = None) -> Iterator[Any]:
         """Yield the chunks a run writes (``ctx.write``), live, from index ``start``.
 
-        The iterator blocks until the next chunk is committed (nobody polls) and ends
+        The iterator blocks until the next chunk is committed (no busy loop: it is woken
+        at the commit in this process, or within ``poll_interval`` for a run another process
+        executes) and ends
         when the run ends or closes the stream (``ctx.close_stream``). It can be resumed
         from any index, after a restart too.
 

@@ -3,11 +3,14 @@
 It receives :class:`~actorflow.messages.StartRun` from ``Runtime.start`` or from any
 other actor of the service, turns it into a row (serializing the arguments: a value that
 cannot be stored is refused here, with the argument named, and nothing is written), and
-hands the row to the journal. Once the journal has committed the row it tells the
-supervisor (:class:`~actorflow.messages.RunCommitted`), which spawns one
-:class:`~actorflow.execution.Execution` actor per run, or queues the run while the
-concurrency limit is reached. At open it is given the runs a previous process left
-unfinished and spawns them the same way.
+hands the row to the journal. With a free slot the run is inserted as running and its
+:class:`~actorflow.execution.Execution` actor spawned at once (it waits for the insert's
+commit); otherwise it is inserted pending and queued here (or, in a named queue, left for
+a claim). Every ``poll_interval`` a tick renews the runtime's lease, has the registry read
+what other processes committed, and claims runs from the journal
+(:class:`~actorflow.messages.ClaimOrphans`): those of runtimes that are gone, including a
+previous process on the same file (that is recovery at open), and pending ones for free
+slots. It also keeps the passivated runs and wakes them (timers, events, children).
 """
 
 from __future__ import annotations
@@ -441,7 +444,11 @@ class Supervisor(Actor):
             self._timers.call_at(wake_at, lambda: ref.tell(wake))
 
     def _recover(self, row: m.Row) -> None:
-        """Resume an unfinished run found at open: re-arm a sleeping run's timers, run the others."""
+        """Take on a claimed run (pending, taken over, or found at open).
+
+        A sleeping run gets its timers re-armed; a waiting run of a named queue goes back to
+        ``pending`` to be claimed within its limit; any other run is executed (by replay).
+        """
         if row["state"] == "waiting" and row.get("waiting_for") and not row.get("cancel_requested"):
             if row.get("deadline"):  # its flow timeout holds while it sleeps
                 due = _dt.datetime.fromisoformat(row["deadline"]).timestamp()
