@@ -11,7 +11,14 @@ from typing import Any
 
 
 class ActorflowError(Exception):
-    """Base class of every error actorflow raises."""
+    """Base class of every error actorflow raises.
+
+    Errors pickle with their attributes (``run_id``, ``argument``...), whatever their
+    ``__init__`` takes, so that a run's error can be stored and rebuilt as ``__cause__``.
+    """
+
+    def __reduce__(self) -> Any:
+        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
@@ -36,9 +43,6 @@ class SerializationError(ActorflowError, TypeError):
         super().__init__(message)
         self.argument = argument
 
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
-
 
 class RunNotFound(ActorflowError, KeyError):
     """No run with this id exists in the journal."""
@@ -46,9 +50,6 @@ class RunNotFound(ActorflowError, KeyError):
     def __init__(self, run_id: str) -> None:
         super().__init__(run_id)
         self.run_id = run_id
-
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
 
     def __str__(self) -> str:
         return (
@@ -70,9 +71,6 @@ class RunFinished(ActorflowError):
         self.run_id = run_id
         self.state = state
 
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
-
 
 class HookNotFound(ActorflowError, KeyError):
     """No unfinished run holds this hook token."""
@@ -83,9 +81,6 @@ class HookNotFound(ActorflowError, KeyError):
 
     def __str__(self) -> str:
         return f"no run holds the hook token {self.token!r} (never created, or its run has finished)"
-
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 class HookConflict(ActorflowError):
@@ -98,9 +93,6 @@ class HookConflict(ActorflowError):
         )
         self.token = token
         self.holder = holder
-
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 class RuntimeClosed(ActorflowError, RuntimeError):
@@ -127,9 +119,6 @@ class CorruptRecord(JournalError):
         self.run_id = run_id
         self.column = column
 
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
-
 
 class SerializerMismatch(JournalError):
     """A run was stored with another serializer than the runtime (or view) reading it uses.
@@ -149,9 +138,6 @@ class SerializerMismatch(JournalError):
         self.stored = stored
         self.used = used
 
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
-
 
 class FlowNotFound(ActorflowError, LookupError):
     """A stored flow reference (``module:qualname``) can no longer be imported."""
@@ -167,9 +153,6 @@ class RunError(ActorflowError):
     def __init__(self, message: str, *, run_id: str) -> None:
         super().__init__(message)
         self.run_id = run_id
-
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 class RunFailed(RunError):
@@ -231,9 +214,6 @@ class NonDeterminismError(ActorflowError):
         self.expected = expected
         self.actual = actual
 
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
-
 
 class FatalError(ActorflowError):
     """Raise it from a step (or flow) to fail at once: it is never retried."""
@@ -252,9 +232,6 @@ class RetryableError(ActorflowError):
     def __init__(self, message: str = "", *, retry_after: Any = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-    def __reduce__(self) -> Any:
-        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 class StepTimeout(ActorflowError, TimeoutError):

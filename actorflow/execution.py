@@ -50,6 +50,7 @@ from .flows import flow_name, flow_retry
 from .journal import now_iso, parse_ts
 from .registry import condition_met
 from .serialization import ErrorInfo, Serializer, dump_error, error_info, load_error, load_flow
+from .status import TERMINAL_NAMES
 from .steps import Step, StepInfo, _current_step
 from .timers import EARLY
 
@@ -57,7 +58,6 @@ log = logging.getLogger("actorflow")
 
 _WAIT_SLICE = 0.25  # how often a blocked execution looks at its abandon flag
 _IMMUTABLE = frozenset({int, str, float, bool, type(None), bytes})
-TERMINAL_NAMES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 _step_threads = itertools.count(1)
 
 
@@ -98,10 +98,6 @@ class StepFailed(ActorflowError):
         super().__init__(message)
         self.error = error
 
-    def __reduce__(self) -> Any:
-        from .errors import _rebuild
-
-        return _rebuild, (type(self), self.args, self.__dict__)
 
 
 def _iso(ts: float) -> str:

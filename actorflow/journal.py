@@ -53,12 +53,14 @@ from . import messages as m
 from ._actor import Actor
 from ._actor import tell as tell_actor
 from .errors import ActorflowError, HookConflict, HookNotFound, JournalError, RunFinished, RunNotFound
+from .status import TERMINAL_NAMES, UNFINISHED_NAMES
+from .status import parse_ts as parse_ts  # re-exported: the journal's timestamps
 
 log = logging.getLogger("actorflow")
 
 SCHEMA_VERSION = 1
-UNFINISHED = ("pending", "running", "waiting")
-_UNFINISHED_SQL = "('pending','running','waiting')"
+_UNFINISHED_SQL = "(" + ",".join(f"'{s}'" for s in sorted(UNFINISHED_NAMES)) + ")"
+_TERMINAL_SQL = "(" + ",".join(f"'{s}'" for s in sorted(TERMINAL_NAMES)) + ")"
 
 
 # ---------------------------------------------------------------------------- time
@@ -69,7 +71,7 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
-from .status import parse_ts as parse_ts  # noqa: E402 - re-exported: the journal timestamps
+from .status import UNFINISHED_NAMES  # noqa: E402
 
 # ---------------------------------------------------------------------------- opening
 
@@ -290,7 +292,6 @@ def connect_reader(path: str, *, read_only: bool = False, busy_timeout: float = 
             continue
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         conn.execute("PRAGMA query_only=1")
-        conn.row_factory = sqlite3.Row
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
@@ -309,18 +310,22 @@ def connect_reader(path: str, *, read_only: bool = False, busy_timeout: float = 
 # ---------------------------------------------------------------------------- reading
 
 
+def fetch_all(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[m.Row]:
+    """Rows of a query (or of an ``UPDATE ... RETURNING``) as dicts of column values."""
+    cur = conn.execute(sql, tuple(params))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def fetch_one(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> m.Row | None:
+    """The first row of a query as a dict, or None."""
+    rows = fetch_all(conn, sql, params)
+    return rows[0] if rows else None
+
+
 def get_row(conn: sqlite3.Connection, run_id: str) -> m.Row | None:
     """The ``runs`` row of ``run_id`` as a dict, or None."""
-    row = conn.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-    return _as_dict(conn, row)
-
-
-def _as_dict(conn: sqlite3.Connection, row: Any) -> m.Row | None:
-    if row is None:
-        return None
-    if isinstance(row, sqlite3.Row):
-        return dict(zip(row.keys(), row))
-    return dict(row)
+    return fetch_one(conn, "SELECT * FROM runs WHERE id=?", (run_id,))
 
 
 def list_rows(
@@ -348,7 +353,7 @@ def list_rows(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
     params.append(limit)
-    return [r for r in (_as_dict(conn, row) for row in conn.execute(sql, params)) if r is not None]
+    return fetch_all(conn, sql, params)
 
 
 def count_by_state(conn: sqlite3.Connection) -> dict[str, int]:
@@ -365,10 +370,8 @@ def tree_rows(conn: sqlite3.Connection, run_id: str) -> list[tuple[int, m.Row]]:
 
     def walk(row: m.Row, depth: int) -> None:
         out.append((depth, row))
-        cur = conn.execute("SELECT * FROM runs WHERE parent_id=? ORDER BY created_at, id", (row["id"],))
-        names = [d[0] for d in cur.description]
-        for child in cur.fetchall():
-            walk(dict(zip(names, child)), depth + 1)
+        for child in fetch_all(conn, "SELECT * FROM runs WHERE parent_id=? ORDER BY created_at, id", (row["id"],)):
+            walk(child, depth + 1)
 
     walk(root, 0)
     return out
@@ -387,9 +390,7 @@ def chunk_rows(conn: sqlite3.Connection, run_id: str, namespace: str, start: int
 
 def step_rows(conn: sqlite3.Connection, run_id: str) -> list[m.Row]:
     """The ``steps`` rows of a run, in call order."""
-    cur = conn.execute("SELECT * FROM steps WHERE run_id=? ORDER BY seq", (run_id,))
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r)) for r in cur.fetchall()]
+    return fetch_all(conn, "SELECT * FROM steps WHERE run_id=? ORDER BY seq", (run_id,))
 
 
 def events_of(conn: sqlite3.Connection, run_id: str) -> list[tuple[str, str, str | None]]:
@@ -721,11 +722,7 @@ class Journal(Actor):
         self._conn.execute(_INSERT_EVENT, (run_id, at, kind, detail))
 
     def _returning(self, sql: str, params: Iterable[Any]) -> m.Row | None:
-        cur = self._conn.execute(sql, tuple(params))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row))
+        return fetch_one(self._conn, sql, params)
 
     def _insert_run(self, msg: m.InsertRun) -> _Outcome:
         row = msg.row
@@ -955,7 +952,7 @@ class Journal(Actor):
         state = self._conn.execute("SELECT state FROM runs WHERE id=?", (run_id,)).fetchone()
         if state is None:
             raise RunNotFound(run_id)
-        if state[0] not in UNFINISHED:
+        if state[0] not in UNFINISHED_NAMES:
             raise RunFinished(run_id, state[0])
         cur = self._conn.execute(
             "INSERT INTO messages (run_id, topic, payload, sent_at) VALUES (?, ?, ?, ?)", (run_id, msg.topic, msg.payload, msg.at)
@@ -1009,8 +1006,6 @@ class Journal(Actor):
 
     # -- retention ---------------------------------------------------------------------
 
-    _TERMINAL_SQL = "('completed','failed','cancelled','timed_out')"
-
     def _purge(self, msg: m.Purge) -> _Outcome:
         states = tuple(s for s in msg.states if s in ("completed", "failed", "cancelled", "timed_out"))
         if not states:
@@ -1027,7 +1022,7 @@ class Journal(Actor):
             f"SELECT id FROM runs WHERE state IN ({marks}) AND completed_at < ? "
             "AND (parent_id IS NULL OR parent_id NOT IN (SELECT id FROM runs)) "
             "UNION ALL SELECT r.id FROM runs r JOIN tree t ON r.parent_id = t.id"
-            f") SELECT id FROM tree WHERE id IN (SELECT id FROM runs WHERE state IN {self._TERMINAL_SQL})",
+            f") SELECT id FROM tree WHERE id IN (SELECT id FROM runs WHERE state IN {_TERMINAL_SQL})",
             (*states, msg.before),
         )
         for table in ("steps", "events", "messages", "chunks", "hooks"):
@@ -1096,16 +1091,13 @@ class Journal(Actor):
         if dead:
             conn.executemany("DELETE FROM runtimes WHERE id=?", [(d,) for d in dead])
         live = "(SELECT id FROM runtimes)"
-        claimed = [
-            dict(zip([d[0] for d in cur.description], r))
-            for cur in [conn.execute(
-                "UPDATE runs SET recoveries = recoveries + (state='running' AND owner IS NOT NULL), owner=?, updated_at=? "
-                f"WHERE id IN (SELECT id FROM runs WHERE state IN ('running','waiting') AND (owner IS NULL OR owner NOT IN {live}) "
-                "ORDER BY created_at LIMIT ?) RETURNING *",
-                (self._owner, msg.at, msg.takeover_limit),
-            )]
-            for r in cur.fetchall()
-        ]  # fmt: skip
+        claimed = fetch_all(
+            conn,
+            "UPDATE runs SET recoveries = recoveries + (state='running' AND owner IS NOT NULL), owner=?, updated_at=? "
+            f"WHERE id IN (SELECT id FROM runs WHERE state IN ('running','waiting') AND (owner IS NULL OR owner NOT IN {live}) "
+            "ORDER BY created_at LIMIT ?) RETURNING *",
+            (self._owner, msg.at, msg.takeover_limit),
+        )
         if msg.free > 0:
             busy: dict[str, int] = {}
             for queue in msg.queue_limits:

@@ -22,8 +22,9 @@ from . import journal
 from . import messages as m
 from ._actor import Actor
 from .errors import RunNotFound, RuntimeClosed
+from .status import TERMINAL_NAMES
 
-_TERMINAL = frozenset({"completed", "failed", "cancelled", "timed_out"})
+_TERMINAL = TERMINAL_NAMES
 
 
 def condition_met(mode: str, run_ids: tuple[str, ...], settled: dict[str, m.Row]) -> bool:

@@ -254,21 +254,14 @@ class Runtime:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
         future: Reply[Any] = Reply()
         self._tell(self.registry, m.Watch(run_id, future))
-        deadline = None if timeout is None else _time.monotonic() + timeout
-        while True:
-            remaining = 1.0 if deadline is None else min(1.0, max(0.0, deadline - _time.monotonic()))
-            try:
-                return future.get(timeout=remaining)  # type: ignore[no-any-return]
-            except pykka.Timeout:
-                if not self.registry.is_alive():
-                    raise RuntimeClosed(f"the runtime on {self.path!r} was shut down") from None
-                if deadline is not None and _time.monotonic() >= deadline:
-                    break
         try:
-            self.registry.tell(m.Unwatch(run_id, future))
-        except pykka.ActorDeadError:
-            pass
-        raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running")
+            return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
+        except pykka.Timeout:
+            try:
+                self.registry.tell(m.Unwatch(run_id, future))
+            except pykka.ActorDeadError:
+                pass
+            raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running") from None
 
     # -- events and streams -----------------------------------------------------------
 
@@ -339,7 +332,7 @@ class Runtime:
             future: Reply[Any] = Reply()
             self._tell(self.registry, m.WatchChunks(run_id, ns, index, future))
             try:
-                future.get(timeout=timeout)
+                self._await(future, self.registry, timeout)
             except pykka.Timeout:
                 self.registry.tell(m.UnwatchChunks(run_id, future))
                 raise TimeoutError(f"no chunk from run {run_id} within {timeout}s") from None
@@ -406,14 +399,23 @@ class Runtime:
         except pykka.ActorDeadError:
             raise RuntimeClosed(f"the runtime on {self.path!r} was shut down") from None
 
-    def _await(self, future: pykka.Future[Any], ref: pykka.ActorRef[Any]) -> Any:
-        """Wait for an answer to a message sent to ``ref``, failing if the runtime stops meanwhile."""
+    def _await(self, future: pykka.Future[Any], ref: pykka.ActorRef[Any], timeout: float | None = None) -> Any:
+        """Wait for an answer to a message sent to ``ref``.
+
+        Raises:
+            RuntimeClosed: ``ref`` stopped meanwhile (the runtime shut down).
+            pykka.Timeout: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else _time.monotonic() + timeout
         while True:
+            wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - _time.monotonic()))
             try:
-                return future.get(timeout=1.0)
+                return future.get(timeout=wait)
             except pykka.Timeout:
                 if not ref.is_alive():
                     raise RuntimeClosed(f"the runtime on {self.path!r} was shut down") from None
+                if deadline is not None and _time.monotonic() >= deadline:
+                    raise
 
     def _ask(self, ref: pykka.ActorRef[Any], message: Any) -> Any:
         try:

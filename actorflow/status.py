@@ -41,7 +41,10 @@ class State(str, enum.Enum):
 
 
 TERMINAL_STATES = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMED_OUT})
-UNFINISHED_STATES = frozenset({State.PENDING, State.RUNNING, State.WAITING})
+TERMINAL_NAMES = frozenset(s.value for s in TERMINAL_STATES)
+"""The terminal states as stored in the journal's ``state`` column."""
+UNFINISHED_NAMES = frozenset(s.value for s in State) - TERMINAL_NAMES
+"""``pending``, ``running`` and ``waiting``, as stored."""
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ class Supervisor(Actor):
         # passivated runs → (wait number, event topic, queue)
         self._waiting: dict[str, tuple[int, str | None, str | None]] = {}
         self._poked: dict[str, int] = {}  # executing runs an event arrived for → its newest event id
-        self._woken: set[tuple[str, int]] = set()  # waits met while their run was still executing
+        self._woken: dict[str, int] = {}  # run → its wait that was met while it was still executing
         self.pressure = Pressure()
         self._closing = False
         self._drained: list[pykka.Future[Any]] = []
@@ -190,7 +190,7 @@ class Supervisor(Actor):
             self._release_if_abandoned(message.run_id)
             self._gone.discard(message.run_id)
             self._poked.pop(message.run_id, None)
-            self._woken = {w for w in self._woken if w[0] != message.run_id} if self._woken else self._woken
+            self._woken.pop(message.run_id, None)
             self._fill()
             if not self._ready and self._backlog:
                 self._claim()  # a free slot, and the journal may hold pending runs: take one now
@@ -206,15 +206,14 @@ class Supervisor(Actor):
             # an event that came after the run started waiting (past its watermark) wakes it
             poked = message.topic is not None and self._poked.get(message.run_id, 0) > message.watermark
             self._poked.pop(message.run_id, None)
-            if (message.run_id, message.wait) in self._woken or poked:  # met while it was giving up
-                self._woken.discard((message.run_id, message.wait))
+            if self._woken.pop(message.run_id, None) == message.wait or poked:  # met while it was giving up
                 self._resume(message.run_id, message.queue)
             else:
                 self._wait(message.run_id, message.wait, message.topic, message.wake_at, message.queue)
             self._fill()
         elif isinstance(message, m.Wake):
             if message.run_id in self._running:
-                self._woken.add((message.run_id, message.wait))
+                self._woken[message.run_id] = message.wait
             elif (self._waiting.get(message.run_id) or (None,))[0] == message.wait:
                 self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
         elif isinstance(message, m.EventArrived):
