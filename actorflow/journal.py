@@ -492,10 +492,15 @@ class Journal(Actor):
         path: the file name, for error messages.
         owner: the incarnation id of the runtime: the writes of runs it executes are
             fenced on ``owner`` (refused once another runtime has taken the run over).
+        watched: the registry's set of the runs it waits for: a run's end is told to the
+            registry only if its id is in it (None: every end is told).
     """
 
-    def __init__(self, conn: sqlite3.Connection, registry: pykka.ActorRef[Any], path: str, owner: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, registry: pykka.ActorRef[Any], path: str, owner: str, watched: set[str] | None = None
+    ) -> None:
         super().__init__()
+        self._watched = watched
         self._owner = owner
         self._host = host_identity()
         self._conn = conn
@@ -623,9 +628,17 @@ class Journal(Actor):
                     tell_actor(tell[0], tell[1])
             except Exception:  # a dead listener (shutting down) must not cost the others their answers
                 log.debug("journal: could not deliver the outcome of %r", msg, exc_info=True)
-        if changes:
+        # the registry acts on the ends of runs it waits for (it resolves their waiters):
+        # telling it of anything else would wake its thread for nothing
+        watched = self._watched
+        ends = tuple(
+            (run_id, change)
+            for run_id, change in changes
+            if change.get("state") in TERMINAL_NAMES and (watched is None or run_id in watched)
+        )
+        if ends:
             try:
-                tell_actor(self._registry, m.Committed(tuple(changes)))
+                tell_actor(self._registry, m.Committed(ends))
             except pykka.ActorDeadError:
                 pass
 

@@ -52,10 +52,16 @@ class Registry(Actor):
     Args:
         path: the journal file (the registry opens its own read connection).
         busy_timeout: seconds a read waits for a lock.
+        watched: the set this actor keeps of the runs it waits for (shared, read-only,
+            with the journal, which tells of a run's end only if its id is in it).
     """
 
-    def __init__(self, path: str, busy_timeout: float) -> None:
+    def __init__(self, path: str, busy_timeout: float, watched: set[str] | None = None) -> None:
         super().__init__()
+        # the ids of runs whose end something here waits for; the journal reads it after
+        # each commit and tells this actor of an end only if the run is in it (an id is
+        # added before the run's row is read, so an end committed after that read is seen)
+        self.watched: set[str] = watched if watched is not None else set()
         self._path = path
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
@@ -111,6 +117,7 @@ class Registry(Actor):
                 futures.remove(message.future)
                 if not futures:
                     del self._waiters[message.run_id]
+                    self._unwatch_if_idle(message.run_id)
         elif isinstance(message, m.GetRun):
             return self._row(message.run_id)
         elif isinstance(message, m.AwaitRuns):
@@ -146,6 +153,7 @@ class Registry(Actor):
                 self._readers[message.run_id] = readers
             else:
                 self._readers.pop(message.run_id, None)
+                self._unwatch_if_idle(message.run_id)
         elif isinstance(message, m.GetSteps):
             assert self._conn is not None
             return journal.step_rows(self._conn, message.run_id)
@@ -190,6 +198,7 @@ class Registry(Actor):
                 self._check(waiter, waiting)
         for _, _, future in self._readers.pop(run_id, ()):
             future.set(None)  # its stream has ended
+        self._unwatch_if_idle(run_id)
 
     def _poll(self) -> m.ExternalChanges | None:
         """Read what was committed since the last poll (by any process), and resolve what it settles.
@@ -231,11 +240,15 @@ class Registry(Actor):
         key = message.waiter
         self._forget(key)
         waiting = _Await(message)
+        self.watched.add(key)  # its own end drops the wait
+        self.watched.update(message.run_ids)
         for run_id in message.run_ids:
             row = self._row(run_id)
             if row is None:
                 error = RunNotFound(run_id)
                 message.reply_to.set_exception(exc_info=(RunNotFound, error, None))
+                for other in (key, *message.run_ids):
+                    self._unwatch_if_idle(other)
                 return
             if row["state"] in _TERMINAL:
                 waiting.settled[run_id] = row
@@ -268,6 +281,8 @@ class Registry(Actor):
                 keys.discard(key)
                 if not keys:
                     del self._awaited_by[run_id]
+                    self._unwatch_if_idle(run_id)
+        self._unwatch_if_idle(key)
 
     def _chunk_written(self, run_id: str, namespace: str, index: int) -> None:
         readers = self._readers.get(run_id)
@@ -283,9 +298,11 @@ class Registry(Actor):
             self._readers[run_id] = keep
         else:
             del self._readers[run_id]
+            self._unwatch_if_idle(run_id)
 
     def _watch_chunks(self, message: m.WatchChunks) -> None:
         assert self._conn is not None
+        self.watched.add(message.run_id)
         row = self._row(message.run_id)
         if row is None:
             error = RunNotFound(message.run_id)
@@ -296,8 +313,10 @@ class Registry(Actor):
             message.future.set(None)
         else:
             self._readers.setdefault(message.run_id, []).append((message.namespace, message.start, message.future))
+        self._unwatch_if_idle(message.run_id)
 
     def _watch(self, message: m.Watch) -> None:
+        self.watched.add(message.run_id)  # before the read: an end committed after it is told
         row = self._row(message.run_id)
         if row is None:
             error = RunNotFound(message.run_id)
@@ -306,3 +325,9 @@ class Registry(Actor):
             message.future.set(row)
         else:
             self._waiters.setdefault(message.run_id, []).append(message.future)
+        self._unwatch_if_idle(message.run_id)
+
+    def _unwatch_if_idle(self, run_id: str) -> None:
+        """Drop ``run_id`` from :attr:`watched` once nothing here waits for it."""
+        if not (run_id in self._waiters or run_id in self._awaited_by or run_id in self._readers or run_id in self._awaits):
+            self.watched.discard(run_id)

@@ -128,8 +128,9 @@ class Runtime:
         except BaseException:
             conn.close()
             raise
-        self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout)
-        self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path, self.incarnation)
+        watched: set[str] = set()  # the runs the registry waits for (see Registry)
+        self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout, watched)
+        self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path, self.incarnation, watched)
         now = _time.time()
         self._journal.ask(m.RegisterRuntime(now, now + lease, journal.now_iso()))
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
