@@ -170,6 +170,8 @@ class Execution(Actor):
         self.attempt = 0
         self.flow_retries = 0
         self.queue: str | None = row.get("queue")
+        # the future of the handle start() returned, resolved with the final row (see StartRun.done)
+        self.done: pykka.Future[Any] | None = row.get("_done")
 
     def _start_actor_loop(self) -> None:
         # pykka's extension point for actor types: run the loop on a pool thread.
@@ -369,7 +371,7 @@ class Execution(Actor):
     def finish(self, state: str, *, result: Any = None, error: str | None = None) -> None:
         """Send the terminal state of the run (which cancels its unfinished children, if it started any)."""
         cascade = self.supervisor if self.has_children else None
-        self.send(m.FinishRun(self.run_id, state, now_iso(), result=result, error=error, cascade=cascade))
+        self.send(m.FinishRun(self.run_id, state, now_iso(), result=result, error=error, cascade=cascade, done=self.done))
 
     # -- replay -----------------------------------------------------------------------
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .status import RunStatus, RunTree, StepList, status_table
+from .status import RunStatus, RunTree, StepList, result_from_row, status_from_row, status_table
 
 if TYPE_CHECKING:
+    from ._future import Reply
     from .runtime import Runtime
 
 
@@ -16,16 +17,20 @@ class RunHandle:
 
     Handles are cheap; ``rt.get_run(id)`` makes one for an id that came from elsewhere.
     Every call goes to the runtime's actors, so a handle is safe to share between threads.
+    The handle ``start()`` returns is also told of the run's end when this runtime
+    commits it, so ``result()`` and ``wait()`` on a run that has ended here answer at
+    once, without a query.
 
     Attributes:
         id: the run id.
     """
 
-    __slots__ = ("_rt", "id")
+    __slots__ = ("_done", "_rt", "id")
 
-    def __init__(self, runtime: Runtime, run_id: str) -> None:
+    def __init__(self, runtime: Runtime, run_id: str, done: Reply[Any] | None = None) -> None:
         self._rt = runtime
         self.id = run_id
+        self._done = done
 
     def status(self) -> RunStatus:
         """The run's current status.
@@ -48,7 +53,7 @@ class RunHandle:
         Raises:
             TimeoutError: the run did not end in time (the run is unaffected).
         """
-        return self._rt.wait(self.id, timeout=timeout)
+        return status_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.serializer)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait until the run ends and return its result.
@@ -63,7 +68,7 @@ class RunHandle:
             RunTimedOut: the run exceeded its timeout.
             TimeoutError: the run did not end in time (the run is unaffected).
         """
-        return self._rt.result(self.id, timeout=timeout)
+        return result_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.serializer)
 
     def send(self, topic: str, payload: Any = None) -> None:
         """Deliver an event to the run (see :meth:`actorflow.Runtime.send`)."""

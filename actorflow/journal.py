@@ -511,7 +511,8 @@ class Journal(Actor):
         self._failures = 0
         self._commits = 0
         self._checkpointer: Checkpointer | None = None
-        self._after_commit: list[tuple[Any, bool]] = []  # "admitted" futures of this group
+        # futures resolved once this group commits: (future, value) ("admitted", "done")
+        self._after_commit: list[tuple[Any, Any]] = []
         self._handlers: dict[type, Callable[[Any], _Outcome]] = {
             m.InsertRun: self._insert_run,
             m.ClaimRun: self._claim_run,
@@ -597,8 +598,8 @@ class Journal(Actor):
             self._batch_failed(batch, exc)
             return
         self._failures = 0
-        for future, created in self._after_commit:
-            future.set(created)
+        for future, value in self._after_commit:
+            future.set(value)
         self._after_commit.clear()
         self._commits += 1
         if self._commits % 64 == 0 and self._checkpointer is not None:
@@ -842,20 +843,29 @@ class Journal(Actor):
             return None, None, None
         return None, (msg.run_id, {"progress": msg.progress}), None
 
+    _FINISH = (
+        "UPDATE runs SET "
+        "state = CASE WHEN cancel_requested=1 AND ? THEN 'cancelled' ELSE ? END, "
+        "result = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
+        "error = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
+        f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=? RETURNING "
+    )
+
     def _finish_run(self, msg: m.FinishRun) -> _Outcome:
         overridable = msg.state in ("completed", "failed")
-        row = self._conn.execute(
-            "UPDATE runs SET "
-            "state = CASE WHEN cancel_requested=1 AND ? THEN 'cancelled' ELSE ? END, "
-            "result = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
-            "error = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
-            f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=? RETURNING state",
-            (overridable, msg.state, overridable, msg.result, overridable, msg.error, msg.at, msg.at, msg.run_id,
-             self._owner),  # fmt: skip
-        ).fetchone()
-        if row is None:
-            return False, None, None
-        state = row[0]
+        params = (overridable, msg.state, overridable, msg.result, overridable, msg.error, msg.at, msg.at, msg.run_id,
+                  self._owner)  # fmt: skip
+        if msg.done is not None:  # the whole final row, for the handle that waits on it
+            final = fetch_one(self._conn, self._FINISH + "*", params)
+            if final is None:
+                return False, None, None
+            self._after_commit.append((msg.done, final))
+            state = final["state"]
+        else:
+            row = self._conn.execute(self._FINISH + "state", params).fetchone()
+            if row is None:
+                return False, None, None
+            state = row[0]
         self._event(msg.run_id, msg.at, state)
         if state != msg.state:  # a cancel requested earlier decided it
             change = {"state": state, "result": None, "error": None, "completed_at": msg.at, "updated_at": msg.at}

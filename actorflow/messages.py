@@ -47,6 +47,9 @@ class StartRun:
         run_id: the id to give the run (derived for child runs); new if None.
         reply_to: a future resolved with the run id (or the error) once committed.
         detached: a child run that outlives its parent (not cancelled with it).
+        done: a future resolved with the run's final row once this runtime commits the
+            run's end (not if the run ends elsewhere: in another process, or while its
+            execution is not the one started here). ``RunHandle.result`` reads it first.
     """
 
     flow: Callable[..., Any]
@@ -58,6 +61,7 @@ class StartRun:
     run_id: str | None = None
     reply_to: pykka.Future[Any] | None = None
     detached: bool | None = None
+    done: pykka.Future[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -346,6 +350,7 @@ class FinishRun:
     """Move a run to a terminal state, unless it is in one already.
 
     A run whose cancellation was requested ends ``cancelled`` whatever the flow returned.
+    ``done``, if set, is resolved with the run's final row once the end is committed.
     """
 
     run_id: str
@@ -356,6 +361,7 @@ class FinishRun:
     reply_to: pykka.Future[Any] | None = None
     cascade: pykka.ActorRef[Any] | None = None
     """If set (the run started children), cancel the unfinished ones and tell this supervisor."""
+    done: pykka.Future[Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -160,11 +160,12 @@ class Runtime:
         """
         self._check_open()
         future: Reply[Any] = Reply()
+        done: Reply[Any] = Reply()
         try:
-            self.supervisor.tell(m.StartRun(flow, args, kwargs, reply_to=future))
+            self.supervisor.tell(m.StartRun(flow, args, kwargs, reply_to=future, done=done))
         except pykka.ActorDeadError:
             raise RuntimeClosed("the runtime was shut down; create a new Runtime to start runs") from None
-        return RunHandle(self, self._await(future, self.supervisor))
+        return RunHandle(self, self._await(future, self.supervisor), done)
 
     # -- finding ----------------------------------------------------------------------
 
@@ -248,8 +249,11 @@ class Runtime:
         rows = self._ask(self.registry, m.GetTree(run_id))
         return RunTree((depth, status_from_row(row, self.serializer)) for depth, row in rows)
 
-    def _wait_row(self, run_id: str, timeout: float | None) -> m.Row:
+    def _wait_row(self, run_id: str, timeout: float | None, done: Reply[Any] | None = None) -> m.Row:
+        """The final row of ``run_id``: from ``done`` (a handle's) if it is resolved, else from the registry."""
         self._check_open()
+        if done is not None and done.done:  # its end was committed here: nothing to ask
+            return done.get()  # type: ignore[no-any-return]
         _check_id(run_id)
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")

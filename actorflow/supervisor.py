@@ -374,6 +374,8 @@ class Supervisor(Actor):
             "priority": priority,
             "created_at": at,
             "updated_at": at,
+            # not a column: the handle's future, carried with the row to the run's execution
+            "_done": msg.done,
         }
 
     # -- other processes --------------------------------------------------------------

@@ -188,6 +188,46 @@ def test_cancel_requested_before_the_flow_returns_ends_the_run_cancelled(rt: act
     assert run.wait(timeout=10).state is actorflow.State.CANCELLED
 
 
+def test_the_started_handle_answers_from_the_committed_end_like_a_query(rt: actorflow.Runtime) -> None:
+    # the handle start() returns is told of the end this runtime commits; what it answers
+    # must be exactly what a query by id answers, for every way a run can end
+    ok = rt.start(flows.add, 2, 3)
+    failed = rt.start(flows.fail, "no")
+    cancelled = rt.start(flows.hold, "done-cancel", "value")
+    assert arrived("done-cancel").wait(10)
+    assert cancelled.cancel() is True
+    gate("done-cancel").set()
+    for handle in (ok, failed, cancelled):
+        by_id = rt.wait(handle.id, timeout=10)
+        assert handle._done is not None and handle._done.done, "the end was committed by this runtime"
+        assert handle.wait(timeout=10) == by_id
+    assert ok.result() == 5 == rt.result(ok.id)
+    with pytest.raises(actorflow.RunFailed, match="no"):
+        failed.result()
+    with pytest.raises(actorflow.RunCancelled):
+        cancelled.result()
+    # a handle made from an id asks; it knows nothing of this runtime's commits
+    assert rt.get_run(ok.id).result(timeout=10) == 5
+
+
+def test_the_started_handle_falls_back_to_a_query_when_the_end_is_not_its_own(db_path: str) -> None:
+    # a run cancelled while pending ends without an execution: the handle must still see it
+    with actorflow.Runtime(db_path, concurrency=1) as rt:
+        blocker = rt.start(flows.hold, "done-blocker")
+        assert arrived("done-blocker").wait(10)
+        queued = rt.start(flows.add, 1, 1)
+        assert queued.cancel() is True
+        with pytest.raises(actorflow.RunCancelled):
+            queued.result(timeout=10)
+        assert queued._done is not None and not queued._done.done
+        gate("done-blocker").set()
+        blocker.result(timeout=10)
+    with actorflow.Runtime(db_path) as again:
+        assert again.get_run(queued.id).wait(timeout=10).state is actorflow.State.CANCELLED
+    with pytest.raises(actorflow.RuntimeClosed):
+        blocker.result()  # calls after shutdown are refused, even when the answer is known
+
+
 def test_cancel_a_finished_run_is_a_no_op(rt: actorflow.Runtime) -> None:
     run = rt.start(flows.add, 2, 2)
     assert run.result(timeout=10) == 4
