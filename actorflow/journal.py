@@ -244,23 +244,12 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     )
     db.table("chunks").create_index(["run_id", "namespace", "idx"], unique=True, if_not_exists=True)
     db.table("chunks").create_index(["run_id", "seq"], unique=True, if_not_exists=True)
-    db.table("steps").create(
-        {
-            "run_id": str,
-            "seq": int,
-            "name": str,
-            "state": str,
-            "result": str,
-            "error": str,
-            "attempts": int,
-            "started_at": str,
-            "completed_at": str,
-            "retry_at": str,
-        },
-        pk=("run_id", "seq"),
-        not_null={"run_id", "seq", "name", "state", "attempts"},
-        defaults={"attempts": 0},
-        if_not_exists=True,
+    # WITHOUT ROWID: the table is its primary key's B-tree, so a checkpoint writes one page
+    # where a rowid table and its key's index would write two
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS steps (run_id TEXT NOT NULL, seq INTEGER NOT NULL, name TEXT NOT NULL, "
+        "state TEXT NOT NULL, result TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0, started_at TEXT, "
+        "completed_at TEXT, retry_at TEXT, PRIMARY KEY (run_id, seq)) WITHOUT ROWID"
     )
 
 
