@@ -12,6 +12,7 @@ from __future__ import annotations
 import _thread
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pykka
@@ -73,3 +74,45 @@ class Reply(pykka.Future[T]):
 
     def __repr__(self) -> str:
         return f"<Reply {'set' if self._set else 'pending'}>"
+
+
+class Admission(Reply[bool]):
+    """The answer to "was this run's insert committed?", with one callback run once it is set.
+
+    The supervisor inserts a run that has a free slot as already running and creates its
+    execution actor at once; :meth:`then` starts the actor's loop only when the insert's
+    fate is known, so the worker thread wakes once, when there is work, instead of waking
+    to wait. The callback runs in the thread that sets the answer (the journal's, after
+    its commit), or at once if the answer is already set.
+    """
+
+    __slots__ = ("_guard", "_then")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._guard = _thread.allocate_lock()
+        self._then: Callable[[], Any] | None = None
+
+    def then(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn`` once the answer is set (now, if it is)."""
+        with self._guard:
+            if not self._set:
+                self._then = fn
+                return
+        fn()
+
+    def set(self, value: bool | None = None) -> None:
+        """Set the answer, then run the callback."""
+        with self._guard:
+            super().set(value)
+            fn, self._then = self._then, None
+        if fn is not None:
+            fn()
+
+    def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
+        """Set an error as the answer (the run was not inserted), then run the callback."""
+        with self._guard:
+            super().set_exception(exc_info)
+            fn, self._then = self._then, None
+        if fn is not None:
+            fn()

@@ -1,7 +1,8 @@
 """The execution actor: one per run, it executes the flow and checkpoints each transition.
 
 The supervisor spawns an :class:`Execution` for a run. A run started with a free slot
-was inserted as ``running`` already, and the actor only waits for that insert's commit;
+was inserted as ``running`` already, and the actor's loop starts only once that insert
+is committed (see :class:`~actorflow._future.Admission`);
 any other run is first claimed in the journal (``pending``/``running`` → ``running``,
 attempt + 1), which also loads its checkpoints. The claim is the fence that keeps a run
 that was cancelled or finished meanwhile from executing.
@@ -31,7 +32,7 @@ import pykka
 
 from . import messages as m
 from ._actor import Actor, tell
-from ._future import Reply
+from ._future import Admission, Reply
 from ._ids import child_run_id
 from ._pool import WorkerPool
 from .context import Abandoned, Context, Ended, RunControl, _reset_current, _set_current
@@ -174,8 +175,18 @@ class Execution(Actor):
         self.done: pykka.Future[Any] | None = row.get("_done")
 
     def _start_actor_loop(self) -> None:
-        # pykka's extension point for actor types: run the loop on a pool thread.
-        self._pool.submit(self._actor_loop)
+        # pykka's extension point for actor types: run the loop on a pool thread; for a run
+        # being inserted, once the journal has answered (its thread wakes once, to work)
+        if isinstance(self._inserted, Admission):
+            self._inserted.then(self._submit_loop)
+        else:
+            self._pool.submit(self._actor_loop)
+
+    def _submit_loop(self) -> None:
+        try:
+            self._pool.submit(self._actor_loop)
+        except RuntimeError:  # the pool is shut down (the runtime is closing): a thread of its own
+            threading.Thread(target=self._actor_loop, name=f"Execution-{self.run_id}", daemon=True).start()
 
     def on_start(self) -> None:
         """Do the whole run, then report and stop."""

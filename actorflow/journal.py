@@ -587,9 +587,7 @@ class Journal(Actor):
             self._batch_failed(batch, exc)
             return
         self._failures = 0
-        for future, value in self._after_commit:
-            future.set(value)
-        self._after_commit.clear()
+        after, self._after_commit = self._after_commit, []
         self._commits += 1
         if self._commits % 64 == 0 and self._checkpointer is not None:
             self._checkpointer.request()
@@ -618,6 +616,13 @@ class Journal(Actor):
                     tell_actor(tell[0], tell[1])
             except Exception:  # a dead listener (shutting down) must not cost the others their answers
                 log.debug("journal: could not deliver the outcome of %r", msg, exc_info=True)
+        # after the replies (the callers of start() wait on those): admissions, which start
+        # the runs' execution loops, and the final rows of runs whose handles wait
+        for future, value in after:
+            try:
+                future.set(value)
+            except Exception:
+                log.exception("journal: could not resolve %r", future)
         # the registry acts on the ends of runs it waits for (it resolves their waiters):
         # telling it of anything else would wake its thread for nothing
         watched = self._watched

@@ -26,7 +26,7 @@ import pykka
 
 from . import messages as m
 from ._actor import Actor, tell
-from ._future import Reply
+from ._future import Admission, Reply
 from ._ids import new_run_id
 from ._pool import WorkerPool
 from .clock import Clock, SystemClock
@@ -308,7 +308,7 @@ class Supervisor(Actor):
             if row["timeout"]:
                 deadline = _dt.datetime.fromtimestamp(self._clock.time() + row["timeout"], _dt.UTC)
                 row["deadline"] = deadline.isoformat(timespec="microseconds")
-            admitted: Reply[bool] = Reply()
+            admitted = Admission()
             tell(self._journal, m.InsertRun(row, reply_to=reply_to, admitted=admitted))
             self._spawn(row, inserted=admitted)
         else:
