@@ -204,7 +204,11 @@ class Execution(Actor):
                 if p is not None:
                     self.supervisor.tell(m.Passivated(self.run_id, p.wait, p.wake_at, p.topic, self.queue, p.watermark or 0))
                 else:
-                    self.supervisor.tell(m.RunEnded(self.run_id))
+                    # the supervisor reads its ends when it next handles a message; it is
+                    # woken only when it is waiting for one (see supervisor.Pressure)
+                    self.pressure.ended.append(self.run_id)
+                    if self.pressure.prompt:
+                        self.supervisor.tell(m.RunEnded(self.run_id))
             except pykka.ActorDeadError:
                 pass
             self.stop()

@@ -217,17 +217,20 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     )
     db.table("runs").create_index(["state"], if_not_exists=True)
     conn.execute("CREATE INDEX IF NOT EXISTS idx_runs_parent_id ON runs (parent_id) WHERE parent_id IS NOT NULL")
-    db.table("runs").create_index(["flow"], if_not_exists=True)
+    # no index on flow: listing by flow reads the table as listing without a filter does,
+    # and every start would write a page of it
 
     db.table("runtimes").create(
         {"id": str, "pid": int, "host": str, "started_at": str, "heartbeat_at": float, "lease_until": float},
         pk="id",
         if_not_exists=True,
     )
-    # the change feed's tables: AUTOINCREMENT, so that an id is never reused after a purge
-    # (other processes read them from the last id they have seen)
+    # the change feed's tables: an id is never reused after a purge (other processes read
+    # them from the last id they have seen). events, written with every run's start and end,
+    # does without AUTOINCREMENT (which writes its counter's page at each insert): a purge
+    # keeps its newest row, so a new id is always above every id seen
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
         "at TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT)"
     )
     db.table("events").create_index(["run_id"], if_not_exists=True)
@@ -1042,8 +1045,10 @@ class Journal(Actor):
             f") SELECT id FROM tree WHERE id IN (SELECT id FROM runs WHERE state IN {_TERMINAL_SQL})",
             (*states, msg.before),
         )
-        for table in ("steps", "events", "messages", "chunks", "hooks"):
+        for table in ("steps", "messages", "chunks", "hooks"):
             conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM doomed)")  # noqa: S608 - fixed names
+        # the newest event stays (see the schema): ids go on from it
+        conn.execute("DELETE FROM events WHERE run_id IN (SELECT id FROM doomed) AND seq < (SELECT max(seq) FROM events)")
         deleted = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM doomed)").rowcount
         conn.execute("DELETE FROM doomed")
         return deleted, None, None

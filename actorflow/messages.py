@@ -110,7 +110,11 @@ class RunCommitted:
 
 @dataclass(frozen=True)
 class RunEnded:
-    """Execution actor → supervisor: the actor for this run has finished its work."""
+    """Execution actor → supervisor: wake up, a run's execution has ended.
+
+    The end itself is handed over in ``supervisor.Pressure.ended`` (read before every
+    message); this message is sent only while the supervisor waits for ends.
+    """
 
     run_id: str
 

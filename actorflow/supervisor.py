@@ -42,12 +42,25 @@ log = logging.getLogger("actorflow")
 
 
 class Pressure:
-    """How many runs wait for a slot; read by executions deciding whether to give theirs up."""
+    """What the supervisor shares with its executions (thread-safe).
 
-    __slots__ = ("queued",)
+    Attributes:
+        queued: how many runs wait for a slot; an execution that waits gives its slot up at
+            once while any do.
+        ended: ids of runs whose execution has ended, appended by the executions. The
+            supervisor reads them before each message it handles (and at each tick), so
+            that a run's end does not have to wake its thread.
+        prompt: True while the supervisor must hear of an end at once (runs wait for a
+            slot or may be claimed, it is shutting down, or its lease was lost): an
+            execution that ends then also tells it :class:`~actorflow.messages.RunEnded`.
+    """
+
+    __slots__ = ("ended", "prompt", "queued")
 
     def __init__(self) -> None:
         self.queued = 0
+        self.ended: collections.deque[str] = collections.deque()
+        self.prompt = False
 
 
 class Supervisor(Actor):
@@ -178,7 +191,34 @@ class Supervisor(Actor):
         self._pool.shutdown(timeout=1.0)
 
     def handle(self, message: Any) -> Any:
-        """Dispatch one message."""
+        """Read the runs that have ended, then dispatch one message."""
+        self._read_ends()
+        try:
+            return self._dispatch(message)
+        finally:
+            pressure = self.pressure
+            pressure.prompt = bool(self._ready or self._backlog or self._closing or self._abandoned)
+            if pressure.prompt:
+                self._read_ends()  # one that ended just before prompt was set did not tell
+
+    def _read_ends(self) -> None:
+        """Take in the runs whose execution has ended (see :class:`Pressure`)."""
+        ended = self.pressure.ended
+        while ended:
+            self._ended(ended.popleft())
+
+    def _ended(self, run_id: str) -> None:
+        """A run's execution has ended: free its slot, and fill it."""
+        self._running.pop(run_id, None)
+        self._release_if_abandoned(run_id)
+        self._gone.discard(run_id)
+        self._poked.pop(run_id, None)
+        self._woken.pop(run_id, None)
+        self._fill()
+        if not self._ready and self._backlog:
+            self._claim()  # a free slot, and the journal may hold pending runs: take one now
+
+    def _dispatch(self, message: Any) -> Any:
         if isinstance(message, m.StartRun):
             return self._answer(message.reply_to, self._start, message)
         if isinstance(message, m.CancelRun):
@@ -186,14 +226,7 @@ class Supervisor(Actor):
         if isinstance(message, m.RunCommitted):
             self._admit(message.row)
         elif isinstance(message, m.RunEnded):
-            self._running.pop(message.run_id, None)
-            self._release_if_abandoned(message.run_id)
-            self._gone.discard(message.run_id)
-            self._poked.pop(message.run_id, None)
-            self._woken.pop(message.run_id, None)
-            self._fill()
-            if not self._ready and self._backlog:
-                self._claim()  # a free slot, and the journal may hold pending runs: take one now
+            pass  # a wake-up: the end was read from Pressure.ended before this message
         elif isinstance(message, m.Passivated):
             self._running.pop(message.run_id, None)
             if self._release_if_abandoned(message.run_id):

@@ -38,6 +38,28 @@ def test_purge_removes_finished_runs_with_their_children_and_nothing_else(rt: ac
     assert waiting.result(timeout=10) == ["ok"]
 
 
+def test_event_ids_go_on_after_a_purge_so_other_processes_miss_no_end(db_path: str) -> None:
+    # other processes follow the events table from the last id they have seen: a purge that
+    # emptied it must not let new events take ids already seen
+    with actorflow.Runtime(db_path) as rt, actorflow.Runtime(db_path, concurrency=0) as client:
+        first = rt.start(flows.add, 1, 1)
+        assert client.get_run(first.id).result(timeout=10) == 2  # seen through the client's feed
+        with sqlite3.connect(db_path) as conn:
+            seen = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+        assert rt.purge() == 1
+        second = rt.start(flows.hold, "after-purge", "late")
+        assert arrived("after-purge").wait(10)
+        waiter = threading.Thread(target=lambda: results.append(client.get_run(second.id).result(timeout=10)))
+        results: list[str] = []
+        waiter.start()
+        flows.gate("after-purge").set()
+        waiter.join(timeout=15)
+        assert results == ["late"]  # the client noticed the end through the feed
+        with sqlite3.connect(db_path) as conn:
+            ids = [r[0] for r in conn.execute("SELECT seq FROM events WHERE run_id=?", (second.id,))]
+        assert ids and min(ids) > seen
+
+
 def test_a_purged_journal_reuses_its_pages(db_path: str) -> None:
     with actorflow.Runtime(db_path) as rt:
         sizes = []

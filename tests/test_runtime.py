@@ -228,6 +228,24 @@ def test_the_started_handle_falls_back_to_a_query_when_the_end_is_not_its_own(db
         blocker.result()  # calls after shutdown are refused, even when the answer is known
 
 
+def test_a_slot_freed_by_a_run_end_is_used_at_once_without_the_periodic_tick(db_path: str) -> None:
+    # ticks 30 s apart: only the way an end reaches the supervisor can start these runs
+    with actorflow.Runtime(db_path, concurrency=1, poll_interval=30, lease=60) as rt:
+        # a run queued for the slot starts as soon as the run holding it ends
+        holder = rt.start(flows.hold, "slot-holder", "first")
+        assert arrived("slot-holder").wait(10)
+        queued = rt.start(flows.add, 2, 2)
+        pressure = rt.supervisor.proxy().pressure.get()
+        while pressure.queued == 0:  # until the supervisor holds it for the slot (each look: a message)
+            rt.supervisor.ask(actorflow.messages.Wake("nobody", 0))
+        gate("slot-holder").set()  # from here on, nothing but the run's end tells the supervisor
+        assert holder.result(timeout=10) == "first"
+        assert queued.result(timeout=10) == 4
+        # and a run started after another has ended finds the slot free
+        for i in range(20):
+            assert rt.start(flows.add, i, 1).result(timeout=10) == i + 1
+
+
 def test_cancel_a_finished_run_is_a_no_op(rt: actorflow.Runtime) -> None:
     run = rt.start(flows.add, 2, 2)
     assert run.result(timeout=10) == 4
