@@ -103,16 +103,16 @@ class Admission(Reply[bool]):
 
     def set(self, value: bool | None = None) -> None:
         """Set the answer, then run the callback."""
-        with self._guard:
-            super().set(value)
-            fn, self._then = self._then, None
-        if fn is not None:
-            fn()
+        self._answer(lambda: Reply.set(self, value))
 
     def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
         """Set an error as the answer (the run was not inserted), then run the callback."""
+        info = exc_info if exc_info is not None else sys.exc_info()
+        self._answer(lambda: Reply.set_exception(self, info))
+
+    def _answer(self, store: Callable[[], None]) -> None:
         with self._guard:
-            super().set_exception(exc_info)
+            store()
             fn, self._then = self._then, None
         if fn is not None:
             fn()

@@ -273,3 +273,27 @@ def test_a_repeated_run_id_never_executes_the_flow_twice(rt: actorflow.Runtime, 
     assert again == "run_fixed" and rt.result(again, timeout=10) == 1
     assert rt.start(flows.add, 0, 0).result(timeout=10) == 0  # whatever ran has ended
     assert Path(log).read_text().count("run_fixed") == 1
+
+
+def test_an_admission_starts_its_run_once_whether_answered_before_or_after() -> None:
+    # an admitted run's execution loop is started by this callback: exactly once, and also
+    # when the insert failed (the execution then ends without running the flow)
+    from actorflow._future import Admission
+
+    calls: list[str] = []
+    late = Admission()
+    late.then(lambda: calls.append("late"))
+    assert calls == []
+    late.set(True)
+    early = Admission()
+    early.set(False)
+    early.then(lambda: calls.append("early"))
+    failed = Admission()
+    failed.then(lambda: calls.append("failed"))
+    failed.set_exception(exc_info=(actorflow.JournalError, actorflow.JournalError("locked"), None))
+    assert calls == ["late", "early", "failed"]
+    assert late.get() is True and early.get() is False
+    with pytest.raises(actorflow.JournalError):
+        failed.get()
+    with pytest.raises(RuntimeError):
+        late.set(True)  # answered once
