@@ -48,7 +48,8 @@ class WorkerPool:
                 thread.start()
             else:
                 self._idle -= 1  # this idle thread is spoken for
-        self._queue.put(fn)
+            # under the lock: a shutdown cannot slip its stop markers in before this work
+            self._queue.put(fn)
 
     def _work(self) -> None:
         while True:

@@ -653,14 +653,17 @@ class Journal(Actor):
         outcomes: list[tuple[Any, _Outcome | None, BaseException | None]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
+            after = self._after_commit
             for msg in batch:
                 if careful:
                     conn.execute("SAVEPOINT op")
+                mark = len(after)  # what a failed operation queued for after the commit is dropped
                 try:
                     outcome = handlers[type(msg)](msg)
                 except ActorflowError as exc:
                     if type(msg) in _WRITE_THEN_CHECK and not careful:
                         raise _OpFailed from exc  # it may have written before it failed: redo carefully
+                    del after[mark:]
                     if careful:
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
@@ -673,6 +676,7 @@ class Journal(Actor):
                         raise _OpFailed from exc
                     if isinstance(exc, sqlite3.Error) and _is_operational(exc):
                         raise
+                    del after[mark:]
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     log.exception("journal write %r failed", msg)

@@ -187,7 +187,10 @@ class Registry(Actor):
             return
         assert self._conn is not None
         row = journal.get_row(self._conn, run_id)
-        if row is None or row["state"] not in _TERMINAL:
+        if row is None:  # purged before its end was read here: its waiters hear so
+            self._purged(run_id)
+            return
+        if row["state"] not in _TERMINAL:
             return
         for future in self._waiters.pop(run_id, ()):
             future.set(dict(row))
@@ -198,6 +201,20 @@ class Registry(Actor):
                 self._check(waiter, waiting)
         for _, _, future in self._readers.pop(run_id, ()):
             future.set(None)  # its stream has ended
+        self._unwatch_if_idle(run_id)
+
+    def _purged(self, run_id: str) -> None:
+        """Fail what waits for a run that no longer exists (a stream just ends)."""
+        error = RunNotFound(run_id)
+        for future in self._waiters.pop(run_id, ()):
+            future.set_exception(exc_info=(RunNotFound, error, None))
+        for waiter in self._awaited_by.pop(run_id, ()):
+            waiting = self._awaits.get(waiter)
+            if waiting is not None:
+                self._forget(waiter)
+                waiting.message.reply_to.set_exception(exc_info=(RunNotFound, error, None))
+        for _, _, future in self._readers.pop(run_id, ()):
+            future.set(None)
         self._unwatch_if_idle(run_id)
 
     def _poll(self) -> m.ExternalChanges | None:
@@ -256,6 +273,8 @@ class Registry(Actor):
         for run_id in message.run_ids:
             if run_id not in waiting.settled:
                 self._awaited_by.setdefault(run_id, set()).add(key)
+            else:
+                self._unwatch_if_idle(run_id)  # ended already: nothing to hear of it
         self._check(key, waiting)
 
     def _check(self, key: str, waiting: _Await) -> None:
@@ -281,7 +300,7 @@ class Registry(Actor):
                 keys.discard(key)
                 if not keys:
                     del self._awaited_by[run_id]
-                    self._unwatch_if_idle(run_id)
+            self._unwatch_if_idle(run_id)
         self._unwatch_if_idle(key)
 
     def _chunk_written(self, run_id: str, namespace: str, index: int) -> None:
@@ -307,6 +326,7 @@ class Registry(Actor):
         if row is None:
             error = RunNotFound(message.run_id)
             message.future.set_exception(exc_info=(RunNotFound, error, None))
+            self._unwatch_if_idle(message.run_id)
             return
         ready = journal.chunk_rows(self._conn, message.run_id, message.namespace, message.start, 1)
         if ready or row["state"] in _TERMINAL:

@@ -307,6 +307,15 @@ def fan_out(ctx: actorflow.Context, xs: list[int]) -> int:
 
 
 @actorflow.flow
+def gather_when_told(ctx: actorflow.Context, xs: list[int], name: str) -> int:
+    """Start children, then (once the test says so) gather them."""
+    handles = [ctx.start(square, x) for x in xs]
+    arrived(name).set()
+    gate(name).wait(10)
+    return sum(ctx.gather(*handles))
+
+
+@actorflow.flow
 def fail_if(ctx: actorflow.Context, x: int, bad: int) -> int:
     if x == bad:
         raise Boom(f"child {x} failed")

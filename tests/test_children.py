@@ -29,6 +29,18 @@ def test_fan_out_and_fan_in(rt: actorflow.Runtime) -> None:
     assert names == ["start:square"] * 10 + ["actorflow.gather"]
 
 
+def test_gathering_children_that_have_ended_leaves_the_registry_holding_nothing(rt: actorflow.Runtime) -> None:
+    # a long-lived runtime must not keep a trace of every wait it has answered
+    parents = [rt.start(flows.gather_when_told, [1, 2, 3], f"late-gather-{i}") for i in range(3)]
+    for i, parent in enumerate(parents):
+        assert arrived(f"late-gather-{i}").wait(10)
+        for child in rt.list_runs(parent=parent.id):
+            rt.wait(child.id, timeout=10)  # the children end before their parent gathers them
+        gate(f"late-gather-{i}").set()
+    assert [rt.result(p.id, timeout=10) for p in parents] == [14, 14, 14]
+    assert rt.registry.proxy().watched.get() == set()
+
+
 def test_first_failure_raises_in_the_parent_with_the_child_id(rt: actorflow.Runtime) -> None:
     value = rt.start(flows.fan_out_with_failure, 5, 3, False).result(timeout=30)
     assert value["cause"] == "child 3 failed"

@@ -297,3 +297,28 @@ def test_an_admission_starts_its_run_once_whether_answered_before_or_after() -> 
         failed.get()
     with pytest.raises(RuntimeError):
         late.set(True)  # answered once
+
+
+def test_a_handle_never_answers_with_an_end_whose_commit_was_undone(rt: actorflow.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a write that fails inside a group is undone alone; what it had queued for after the
+    # commit (here: the final row for the handle start() returned) must be dropped with it
+    from actorflow import journal
+
+    failed = threading.Event()
+    event = journal.Journal._event
+
+    def refuse_the_end(self: Any, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
+        if kind == "completed":
+            failed.set()
+            raise sqlite3.IntegrityError("refused by the test")
+        event(self, run_id, at, kind, detail)
+
+    monkeypatch.setattr(journal.Journal, "_event", refuse_the_end)
+    run = rt.start(flows.add, 40, 2)
+    assert failed.wait(10)
+    assert rt.purge(older_than="1h") == 0  # a round trip through the journal: the group is done
+    assert run._done is not None and not run._done.done
+    assert run.status().state is actorflow.State.RUNNING  # the end was not committed
+    monkeypatch.undo()
+    with pytest.raises(TimeoutError):
+        run.result(timeout=0)  # it says nothing of an end that never was
