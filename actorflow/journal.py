@@ -480,7 +480,7 @@ class Journal(Actor):
 
     Args:
         conn: the write connection from :func:`connect` (this actor becomes its only user).
-        registry: the registry actor, told of every committed change.
+        registry: the registry actor, told of the committed ends of the runs it watches.
         path: the file name, for error messages.
         owner: the incarnation id of the runtime: the writes of runs it executes are
             fenced on ``owner`` (refused once another runtime has taken the run over).

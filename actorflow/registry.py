@@ -3,8 +3,9 @@
 The registry answers status queries from its own read connection to the journal (the
 journal is the truth: with several processes on one file, a run may be executed by
 another one), and keeps the waiters: futures of callers (``run.result()``), of parent
-runs that wait for other runs, and of stream readers. The journal tells it of every
-change this process commits, so a local run's end resolves its waiters at once. Changes
+runs that wait for other runs, and of stream readers. The journal tells it of the end of
+every run it waits for (its ``watched`` set) as this process commits it, so a local run's
+end resolves its waiters at once. Changes
 other processes commit are read from the journal's append-only tables (``events``,
 ``messages``, ``chunks``) every ``poll_interval`` (:class:`~actorflow.messages.Poll`):
 that bounded interval is the delay with which a result, an event or a cancel crosses

@@ -4,8 +4,8 @@ It receives :class:`~actorflow.messages.StartRun` from ``Runtime.start`` or from
 other actor of the service, turns it into a row (serializing the arguments: a value that
 cannot be stored is refused here, with the argument named, and nothing is written), and
 hands the row to the journal. With a free slot the run is inserted as running and its
-:class:`~actorflow.execution.Execution` actor spawned at once (it waits for the insert's
-commit); otherwise it is inserted pending and queued here (or, in a named queue, left for
+:class:`~actorflow.execution.Execution` actor spawned at once (its loop starts when the
+insert is committed); otherwise it is inserted pending and queued here (or, in a named queue, left for
 a claim). Every ``poll_interval`` a tick renews the runtime's lease, has the registry read
 what other processes committed, and claims runs from the journal
 (:class:`~actorflow.messages.ClaimOrphans`): those of runtimes that are gone, including a
@@ -336,7 +336,7 @@ class Supervisor(Actor):
             self._claim()
         elif len(self._running) < self._concurrency and not known and not self._closing:
             # a free slot: insert the run as already running and spawn its actor now; the
-            # actor waits for the insert's commit before it does anything
+            # actor's loop starts once the journal has answered the insert
             row.update(state="running", attempt=1, started_at=row["created_at"], owner=self._owner)
             if row["timeout"]:
                 deadline = _dt.datetime.fromtimestamp(self._clock.time() + row["timeout"], _dt.UTC)
