@@ -5,8 +5,8 @@ other actor of the service, turns it into a row (serializing the arguments: a va
 cannot be stored is refused here, with the argument named, and nothing is written), and
 hands the row to the journal. With a free slot the run is inserted as running and its
 :class:`~actorflow.execution.Execution` actor spawned at once (its loop starts when the
-insert is committed); otherwise it is inserted pending and queued here (or, in a named queue, left for
-a claim). Every ``poll_interval`` a tick renews the runtime's lease, has the registry read
+insert is committed); otherwise it is inserted pending and queued here (or, in a named
+queue, left for a claim). Every ``poll_interval`` a tick renews the runtime's lease, has the registry read
 what other processes committed, and claims runs from the journal
 (:class:`~actorflow.messages.ClaimOrphans`): those of runtimes that are gone, including a
 previous process on the same file (that is recovery at open), and pending ones for free
@@ -205,7 +205,11 @@ class Supervisor(Actor):
         """Take in the runs whose execution has ended (see :class:`Pressure`)."""
         ended = self.pressure.ended
         while ended:
-            self._ended(ended.popleft())
+            run_id = ended.popleft()
+            try:
+                self._ended(run_id)
+            except Exception:  # not the fault of the message about to be handled
+                log.exception("supervisor: taking in the end of run %s failed", run_id)
 
     def _ended(self, run_id: str) -> None:
         """A run's execution has ended: free its slot, and fill it."""
