@@ -844,29 +844,23 @@ class Journal(Actor):
             return None, None, None
         return None, (msg.run_id, {"progress": msg.progress}), None
 
-    _FINISH = (
-        "UPDATE runs SET "
-        "state = CASE WHEN cancel_requested=1 AND ? THEN 'cancelled' ELSE ? END, "
-        "result = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
-        "error = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
-        f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=? RETURNING "
-    )
-
     def _finish_run(self, msg: m.FinishRun) -> _Outcome:
         overridable = msg.state in ("completed", "failed")
-        params = (overridable, msg.state, overridable, msg.result, overridable, msg.error, msg.at, msg.at, msg.run_id,
-                  self._owner)  # fmt: skip
-        if msg.done is not None:  # the whole final row, for the handle that waits on it
-            final = fetch_one(self._conn, self._FINISH + "*", params)
-            if final is None:
-                return False, None, None
+        final = fetch_one(
+            self._conn,
+            "UPDATE runs SET "
+            "state = CASE WHEN cancel_requested=1 AND ? THEN 'cancelled' ELSE ? END, "
+            "result = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
+            "error = CASE WHEN cancel_requested=1 AND ? THEN NULL ELSE ? END, "
+            f"completed_at=?, updated_at=? WHERE id=? AND state IN {_UNFINISHED_SQL} AND owner=? RETURNING *",
+            (overridable, msg.state, overridable, msg.result, overridable, msg.error, msg.at, msg.at, msg.run_id,
+             self._owner),  # fmt: skip
+        )
+        if final is None:
+            return False, None, None
+        if msg.done is not None:  # the handle start() returned waits on it (after the commit)
             self._after_commit.append((msg.done, final))
-            state = final["state"]
-        else:
-            row = self._conn.execute(self._FINISH + "state", params).fetchone()
-            if row is None:
-                return False, None, None
-            state = row[0]
+        state = final["state"]
         self._event(msg.run_id, msg.at, state)
         if state != msg.state:  # a cancel requested earlier decided it
             change = {"state": state, "result": None, "error": None, "completed_at": msg.at, "updated_at": msg.at}
