@@ -860,12 +860,8 @@ class Journal(Actor):
             return False, None, None
         if msg.done is not None:  # the handle start() returned waits on it (after the commit)
             self._after_commit.append((msg.done, final))
-        state = final["state"]
-        self._event(msg.run_id, msg.at, state)
-        if state != msg.state:  # a cancel requested earlier decided it
-            change = {"state": state, "result": None, "error": None, "completed_at": msg.at, "updated_at": msg.at}
-        else:
-            change = {"state": state, "result": msg.result, "error": msg.error, "completed_at": msg.at, "updated_at": msg.at}
+        self._event(msg.run_id, msg.at, final["state"])
+        change = final  # the whole row: the registry hands it to the run's waiters without reading it
         if msg.cascade is None:
             return True, (msg.run_id, change), None
         # a parent that ends takes its unfinished (not detached) children with it

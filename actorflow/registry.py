@@ -178,16 +178,20 @@ class Registry(Actor):
         """Committed changes: resolve what waits on runs that have ended."""
         for run_id, change in changes:
             if change.get("state") in _TERMINAL:
-                self._ended(run_id)
+                self._ended(run_id, change if "id" in change else None)
 
-    def _ended(self, run_id: str) -> None:
-        """The run is in a terminal state (committed here or by another process)."""
+    def _ended(self, run_id: str, row: m.Row | None = None) -> None:
+        """The run is in a terminal state (committed here or by another process).
+
+        ``row`` is its final row when the journal sent it whole; otherwise it is read.
+        """
         watched = run_id in self._waiters or run_id in self._awaited_by or run_id in self._readers
         self._forget(run_id)  # a waiter that ended waits no more
         if not watched:
             return
         assert self._conn is not None
-        row = journal.get_row(self._conn, run_id)
+        if row is None:
+            row = journal.get_row(self._conn, run_id)
         if row is None:  # purged before its end was read here: its waiters hear so
             self._purged(run_id)
             return
