@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,13 +250,7 @@ def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
         raise SerializerMismatch(run_id, row["codec"], codec)
 
     def load(column: str) -> Any:
-        data = row.get(column)
-        if data is None:
-            return None
-        try:
-            return serializer.loads(data)
-        except Exception as exc:
-            raise CorruptRecord(run_id, column, str(exc)) from exc
+        return _decode(run_id, column, row.get(column), serializer.loads)
 
     try:
         state = State(row["state"])
@@ -287,18 +281,19 @@ def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
         attempt=int(row.get("attempt") or 0),
         metadata=metadata if isinstance(metadata, dict) else {},
         cancel_requested=bool(row.get("cancel_requested")),
-        waiting_for=_load_json(run_id, "waiting_for", row.get("waiting_for")),
+        waiting_for=_decode(run_id, "waiting_for", row.get("waiting_for"), json.loads),
         wake_at=parse_ts(row.get("wake_at")),
         detached=bool(row.get("detached")),
     )
 
 
-def _load_json(run_id: str, column: str, text: str | None) -> Any:
-    if text is None:
+def _decode(run_id: str, column: str, data: Any, decode: Callable[[Any], Any]) -> Any:
+    """``decode(data)`` (None stays None); a value that cannot be decoded is a :class:`CorruptRecord`."""
+    if data is None:
         return None
     try:
-        return json.loads(text)
-    except ValueError as exc:
+        return decode(data)
+    except Exception as exc:
         raise CorruptRecord(run_id, column, str(exc)) from exc
 
 

@@ -43,3 +43,20 @@ def committed_steps(journal: str) -> set[str]:
     """``run_id:seq`` of every step whose checkpoint is committed in ``journal``."""
     with sqlite3.connect(journal) as conn:
         return {f"{r}:{s}" for r, s in conn.execute("SELECT run_id, seq FROM steps WHERE state='completed'")}
+
+
+def cut_off(db_path: str, flow: Any, name: str, *args: Any, **options: Any) -> str:
+    """Start ``flow`` in a runtime on ``db_path`` (with ``options``), wait until it reaches
+    ``arrived(name)``, and shut that runtime down without waiting for the run: the run is left
+    unfinished in the journal, to resume at the next open. Returns its id.
+
+    The test opens ``gate(name)`` when it wants the abandoned flow's thread to go on.
+    """
+    import actorflow
+    from tests.flows import arrived
+
+    with actorflow.Runtime(db_path, **options) as rt:
+        run = rt.start(flow, *args)
+        assert arrived(name).wait(30), f"the run never reached {name!r}"
+        rt.shutdown(timeout=0.05)
+    return run.id

@@ -11,7 +11,7 @@ import pytest
 import actorflow
 from tests import flows
 from tests.flows import arrived, gate
-from tests.helpers import committed_steps, run_child
+from tests.helpers import committed_steps, cut_off, run_child
 
 
 def test_fan_out_and_fan_in(rt: actorflow.Runtime) -> None:
@@ -129,14 +129,11 @@ def test_gather_timeout_leaves_the_children_running(rt: actorflow.Runtime) -> No
 
 
 def test_a_waiting_parent_resumes_after_a_restart(db_path: str) -> None:
-    with actorflow.Runtime(db_path, concurrency=1) as rt:
-        parent = rt.start(flows.waits_for_held, "restart-child")
-        assert arrived("restart-child").wait(30)
-        rt.shutdown(timeout=0.05)
+    parent_id = cut_off(db_path, flows.waits_for_held, "restart-child", "restart-child", concurrency=1)
     gate("restart-child").set()
     with actorflow.Runtime(db_path) as rt:
-        assert rt.result(parent.id, timeout=30) == "child done"
-        assert len(rt.list_runs(parent=parent.id)) == 1  # the replay found the child, did not start another
+        assert rt.result(parent_id, timeout=30) == "child done"
+        assert len(rt.list_runs(parent=parent_id)) == 1  # the replay found the child, did not start another
 
 
 def test_sigkill_during_fan_out_duplicates_nothing(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import actorflow
 from actorflow.messages import CancelRun, StartRun
 from tests import flows
 from tests.flows import arrived, gate
-from tests.helpers import run_child
+from tests.helpers import cut_off, run_child
 
 
 def test_reopening_after_a_normal_shutdown_shows_every_run(db_path: str) -> None:
@@ -37,14 +37,11 @@ def test_reopening_after_a_normal_shutdown_shows_every_run(db_path: str) -> None
 
 
 def test_a_run_cut_off_by_shutdown_starts_again_at_the_next_open(db_path: str) -> None:
-    with actorflow.Runtime(db_path) as rt:
-        run = rt.start(flows.loop_until_cancelled, "cut-off")
-        assert arrived("cut-off").wait(10)
-        rt.shutdown(timeout=0.05)
+    run_id = cut_off(db_path, flows.loop_until_cancelled, "cut-off", "cut-off")
     gate("cut-off").set()
     with actorflow.Runtime(db_path) as rt:
-        assert rt.get_run(run.id).result(timeout=10) == "not cancelled"
-        assert rt.status(run.id).attempt == 2
+        assert rt.get_run(run_id).result(timeout=10) == "not cancelled"
+        assert rt.status(run_id).attempt == 2
 
 
 def test_sigkill_loses_no_committed_run_and_unfinished_runs_resume(db_path: str) -> None:

@@ -15,7 +15,7 @@ import pytest
 import actorflow
 from tests import flows
 from tests.flows import arrived, calls, gate
-from tests.helpers import committed_steps, run_child
+from tests.helpers import committed_steps, cut_off, run_child
 
 
 def test_a_step_outside_a_run_is_a_plain_call() -> None:
@@ -38,48 +38,39 @@ def test_step_results_are_checkpointed_in_order(rt: actorflow.Runtime) -> None:
 
 def test_replay_after_a_restart_returns_saved_results_without_running_steps_again(db_path: str) -> None:
     calls.clear()
-    with actorflow.Runtime(db_path) as rt:
-        run = rt.start(flows.two_steps, 5, "between-steps")
-        assert arrived("between-steps").wait(10)
-        rt.shutdown(timeout=0.05)  # cut off between the two steps
+    run_id = cut_off(db_path, flows.two_steps, "between-steps", 5, "between-steps")  # between the two steps
     assert calls == {"double": 1}
     gate("between-steps").set()
     with actorflow.Runtime(db_path) as rt:
-        assert rt.result(run.id, timeout=10) == 11
-        assert rt.status(run.id).attempt == 2
+        assert rt.result(run_id, timeout=10) == 11
+        assert rt.status(run_id).attempt == 2
     assert calls == {"double": 1, "plus_one": 1}, "the completed step must not run again"
 
 
 def test_ctx_now_random_uuid_are_replayed(db_path: str) -> None:
-    with actorflow.Runtime(db_path) as rt:
-        run = rt.start(flows.deterministic_values, "values")
-        assert arrived("values").wait(10)
-        rt.shutdown(timeout=0.05)
+    run_id = cut_off(db_path, flows.deterministic_values, "values", "values")
     with actorflow.inspect(db_path) as view:
-        saved = [s.name for s in view.steps(run.id)]
+        saved = [s.name for s in view.steps(run_id)]
     assert saved == ["actorflow.now", "actorflow.random", "actorflow.uuid"]
     gate("values").set()
     with sqlite3.connect(db_path) as conn:
-        first = [r for (r,) in conn.execute("SELECT result FROM steps WHERE run_id=? ORDER BY seq", (run.id,))]
+        first = [r for (r,) in conn.execute("SELECT result FROM steps WHERE run_id=? ORDER BY seq", (run_id,))]
     with actorflow.Runtime(db_path) as rt:
-        now, rnd, uid = rt.result(run.id, timeout=10)
+        now, rnd, uid = rt.result(run_id, timeout=10)
     assert isinstance(now, dt.datetime) and now.tzinfo is not None
     assert isinstance(rnd, float) and isinstance(uid, uuid.UUID)
     assert [now, rnd, uid] == [actorflow.JSONSerializer().loads(v) for v in first]
 
 
 def test_non_determinism_is_detected_and_fails_the_run(db_path: str) -> None:
-    with actorflow.Runtime(db_path) as rt:
-        run = rt.start(flows.branches_on_attempt, "diverge")
-        assert arrived("diverge").wait(10)
-        rt.shutdown(timeout=0.05)
+    run_id = cut_off(db_path, flows.branches_on_attempt, "diverge", "diverge")
     gate("diverge").set()
     with actorflow.Runtime(db_path) as rt:
         with pytest.raises(actorflow.RunFailed) as info:
-            rt.result(run.id, timeout=10)
+            rt.result(run_id, timeout=10)
     cause = info.value.__cause__
     assert isinstance(cause, actorflow.NonDeterminismError)
-    assert (cause.run_id, cause.position, cause.expected, cause.actual) == (run.id, 1, "double", "plus_one")
+    assert (cause.run_id, cause.position, cause.expected, cause.actual) == (run_id, 1, "double", "plus_one")
     assert "replay diverged at call 1" in info.value.error.message
 
 
@@ -310,13 +301,10 @@ def test_ctx_calls_inside_a_step_body_are_plain(rt: actorflow.Runtime) -> None:
 
 
 def test_a_deadline_that_passed_while_no_runtime_was_open_times_the_run_out(db_path: str) -> None:
-    with actorflow.Runtime(db_path) as rt:
-        run = rt.start(flows.short_deadline, "deadline-closed")
-        assert arrived("deadline-closed").wait(10)
-        rt.shutdown(timeout=0.05)
+    run_id = cut_off(db_path, flows.short_deadline, "deadline-closed", "deadline-closed")
     gate("deadline-closed").set()  # the flow would now finish at once
     clock = actorflow.ManualClock()
     clock.advance(120)
     with actorflow.Runtime(db_path, clock=clock) as rt:
         with pytest.raises(actorflow.RunTimedOut):
-            rt.result(run.id, timeout=10)
+            rt.result(run_id, timeout=10)
