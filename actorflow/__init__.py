@@ -27,6 +27,7 @@ from .errors import (
     FlowNotFound,
     HookConflict,
     HookNotFound,
+    InvalidInput,
     JournalError,
     NonDeterminismError,
     RetryableError,
@@ -40,6 +41,7 @@ from .errors import (
     SerializationError,
     SerializerMismatch,
     StepTimeout,
+    TamperedRecord,
 )
 from .execution import StepFailed
 from .flows import Flow, flow
@@ -47,7 +49,7 @@ from .handle import RunHandle
 from .inspection import JournalView, inspect
 from .retry import Retry
 from .runtime import Runtime
-from .serialization import ErrorInfo, JSONSerializer, Serializer
+from .serialization import ErrorInfo, JSONSerializer, Opaque, Serializer, Unverified
 from .status import RunList, RunStatus, RunTree, State, StepList, StepStatus
 from .steps import Step, StepInfo, current_step, step
 
@@ -70,11 +72,13 @@ __all__ = [
     "Hook",
     "HookConflict",
     "HookNotFound",
+    "InvalidInput",
     "JSONSerializer",
     "JournalError",
     "JournalView",
     "ManualClock",
     "NonDeterminismError",
+    "Opaque",
     "Retry",
     "RetryableError",
     "RunCancelled",
@@ -100,6 +104,8 @@ __all__ = [
     "StepStatus",
     "StepTimeout",
     "SystemClock",
+    "TamperedRecord",
+    "Unverified",
     "await_result",
     "current_run",
     "current_step",

@@ -47,12 +47,12 @@ class ChildHandle:
             TimeoutError: ``timeout`` seconds passed first (the child goes on).
         """
         rows = self._execution.wait_runs((self.id,), "all", timeout, "actorflow.result")
-        return result_from_row(rows[self.id], self._execution.serializer)
+        return result_from_row(rows[self.id], self._execution.codec)
 
     def status(self) -> RunStatus:
         """The child's current status, for display: it is not checkpointed, so do not branch on it."""
         row: Any = self._execution.registry.ask(m.GetRun(self.id))
-        return status_from_row(row, self._execution.serializer)
+        return status_from_row(row, self._execution.codec)
 
     def cancel(self) -> bool:
         """Cancel the child (and its own children). The answer is checkpointed: a replay gets the same."""
@@ -87,16 +87,16 @@ def gather(execution: Execution, handles: Sequence[ChildHandle | str], return_ex
     ids = _ids(handles)
     mode = "all" if return_exceptions else "all_or_failure"
     rows = execution.wait_runs(ids, mode, timeout, "actorflow.gather")
-    serializer = execution.serializer
+    codec = execution.codec
     if not return_exceptions:
         if len(rows) == 1 and len(set(ids)) > 1:  # the first failure decided
             (row,) = rows.values()
-            result_from_row(row, serializer)  # raises
-        return [result_from_row(rows[i], serializer) for i in ids]
+            result_from_row(row, codec)  # raises
+        return [result_from_row(rows[i], codec) for i in ids]
     out: list[Any] = []
     for i in ids:
         try:
-            out.append(result_from_row(rows[i], serializer))
+            out.append(result_from_row(rows[i], codec))
         except RunError as exc:
             out.append(exc)
     return out
@@ -109,7 +109,7 @@ def wait_first(execution: Execution, handles: Sequence[ChildHandle | str], timeo
     (run_id,) = rows
     handle = next(h for h in handles if (h.id if isinstance(h, ChildHandle) else h) == run_id)
     try:
-        return handle, result_from_row(rows[run_id], execution.serializer)
+        return handle, result_from_row(rows[run_id], execution.codec)
     except RunError as exc:
         return handle, exc
 

@@ -120,6 +120,38 @@ class CorruptRecord(JournalError):
         self.column = column
 
 
+class TamperedRecord(CorruptRecord):
+    """A stored value's signature does not match: it was edited, moved from another row, or
+    written with another key. It was not decoded (nothing in it was unpickled) and is never
+    handed to a flow; a run whose arguments or flow do not verify fails with this error.
+
+    Attributes:
+        run_id: the run the value belongs to.
+        column: which value: ``"args"``, ``"result"``, ``"step 3"``...
+    """
+
+    def __init__(self, run_id: str, column: str, detail: str) -> None:
+        JournalError.__init__(
+            self,
+            f"run {run_id!r}: the journal's {column!r} value does not verify ({detail}); it was changed "
+            "outside actorflow, copied from another row, or written with another key, and is not read",
+        )
+        self.run_id = run_id
+        self.column = column
+
+
+class InvalidInput(ActorflowError, ValueError):
+    """A flow's validator refused the arguments of a start (``@actorflow.flow(validate=...)``); nothing was written.
+
+    Attributes:
+        flow: the flow's name.
+    """
+
+    def __init__(self, message: str, *, flow: str) -> None:
+        super().__init__(message)
+        self.flow = flow
+
+
 class SerializerMismatch(JournalError):
     """A run was stored with another serializer than the runtime (or view) reading it uses.
 

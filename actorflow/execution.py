@@ -47,10 +47,12 @@ from .errors import (
     SerializationError,
     StepTimeout,
 )
-from .flows import flow_name, flow_retry
+from .flows import check_arguments, flow_name, flow_retry
 from .journal import now_iso, parse_ts
 from .registry import condition_met
-from .serialization import ErrorInfo, Serializer, dump_error, error_info, load_error, load_flow
+from .codec import Codec
+from .serialization import ErrorInfo, error_info
+from .signing import ARGS, CHUNK, KWARGS, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, event_kind
 from .status import TERMINAL_NAMES
 from .steps import Step, StepInfo, _current_step
 from .timers import EARLY
@@ -118,7 +120,7 @@ class Execution(Actor):
         journal: the journal actor.
         supervisor: the supervisor actor (told when this actor ends).
         registry: the registry actor (asked to tell when awaited runs end).
-        serializer: the runtime's serializer.
+        codec: the runtime's codec (serializer and key).
         control: the flags shared with the supervisor (cancel, abandon, timeout).
         owner: the incarnation id of the runtime, recorded as the run's owner.
         pool: the worker threads the actor's loop runs on.
@@ -137,7 +139,7 @@ class Execution(Actor):
         journal: pykka.ActorRef[Any],
         supervisor: pykka.ActorRef[Any],
         registry: pykka.ActorRef[Any],
-        serializer: Serializer,
+        codec: Codec,
         control: RunControl,
         owner: str,
         pool: WorkerPool,
@@ -161,7 +163,7 @@ class Execution(Actor):
         self.run_id: str = row["id"]
         self.journal = journal
         self.supervisor = supervisor
-        self.serializer = serializer
+        self.codec = codec
         self.control = control
         self.owner = owner
         self.max_recoveries = max_recoveries
@@ -303,8 +305,8 @@ class Execution(Actor):
             self.ask(lambda reply: m.StepStarted(self.run_id, seq, "actorflow.sleep", 1, started, wake_at=_iso(wake), reply_to=reply))
         self.wait_until(seq, wake, waiting_for)
         at = now_iso()
-        self.send(m.SaveStep(self.run_id, seq, "actorflow.sleep", "completed", 1, at, result="null"))
-        self.checkpoints[seq] = {"name": "actorflow.sleep", "state": "completed", "result": "null"}
+        self.send(m.SaveStep(self.run_id, seq, "actorflow.sleep", "completed", 1, at))
+        self.checkpoints[seq] = {"name": "actorflow.sleep", "state": "completed", "result": None}
 
     def wait_event(self, topic: str, timeout: float | _dt.timedelta | str | None) -> Any:
         """``ctx.wait_event``: the next payload on ``topic``, or None once ``timeout`` has passed."""
@@ -312,9 +314,10 @@ class Execution(Actor):
             raise ValueError(f"an event topic is a non-empty str, not {topic!r}")
         timeout_s = parse_duration(timeout) if timeout is not None else None
         name = "actorflow.event:" + topic
+        kind = event_kind(topic)
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
-            return self.serializer.loads(saved["result"])
+            return self.codec.loads(saved["result"], self.run_id, kind)
         if saved is not None:
             deadline = _ts(saved.get("retry_at"))
         else:
@@ -328,11 +331,11 @@ class Execution(Actor):
             taken = self.ask(lambda reply: m.TakeEvent(self.run_id, topic, seq, name, now_iso(), reply_to=reply))
             if taken is not None:
                 self.checkpoints[seq] = {"name": name, "state": "completed", "result": taken[0]}
-                return self.serializer.loads(taken[0])
+                return self.codec.loads(taken[0], self.run_id, kind)
             while not self.control.poke.is_set():
                 self.checkpoint()
                 if deadline is not None and self.clock.time() >= deadline - EARLY:
-                    data = self.serializer.dumps(None)
+                    data = self.codec.dumps(None, self.run_id, kind)
                     self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, now_iso(), result=data))
                     self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
                     return None
@@ -354,12 +357,13 @@ class Execution(Actor):
         """``ctx.hook``: register (or, on replay, find) this run's hook token."""
         seq, saved = self._next("actorflow.hook")
         if saved is not None and saved["state"] == "completed":
-            return str(self.serializer.loads(saved["result"]))
+            return str(self.codec.loads(saved["result"], self.run_id, STEP, seq))
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError(f"a hook token is a non-empty str, not {token!r}")
         chosen = token or secrets.token_urlsafe(16)
-        self.ask(lambda reply: m.RegisterHook(self.run_id, chosen, seq, now_iso(), reply_to=reply))
-        self.checkpoints[seq] = {"name": "actorflow.hook", "state": "completed", "result": json.dumps(chosen)}
+        data = self.codec.dumps(chosen, self.run_id, STEP, seq)
+        self.ask(lambda reply: m.RegisterHook(self.run_id, chosen, seq, now_iso(), data, reply_to=reply))
+        self.checkpoints[seq] = {"name": "actorflow.hook", "state": "completed", "result": data}
         return chosen
 
     def write(self, chunk: Any, namespace: str | None, close: bool = False) -> None:
@@ -368,20 +372,24 @@ class Execution(Actor):
         if saved is not None:
             return
         try:
-            data = None if close else self.serializer.dumps(chunk)
+            data = None if close else self.codec.dumps(chunk, self.run_id, CHUNK, seq)
         except SerializationError as exc:
             raise SerializationError(f"ctx.write() chunk cannot be serialized: {exc}", argument="chunk") from exc
         self.send(m.WriteChunk(self.run_id, namespace or "", seq, data, now_iso(), close, notify=self.registry))
-        self.checkpoints[seq] = {"name": "actorflow.write", "state": "completed", "result": "null"}
+        self.checkpoints[seq] = {"name": "actorflow.write", "state": "completed", "result": None}
 
     def save_progress(self, value: Any) -> None:
         """Checkpoint, then store ``value`` as the run's progress."""
         self.checkpoint()
         try:
-            data = self.serializer.dumps(value)
+            data = self.codec.dumps(value, self.run_id, PROGRESS)
         except SerializationError as exc:
             raise SerializationError(f"ctx.progress() value cannot be serialized: {exc}") from exc
         self.send(m.SaveProgress(self.run_id, data, now_iso()))
+
+    def _error(self, exc: BaseException) -> str:
+        """The run's error, recorded and signed."""
+        return self.codec.dump_error(exc, self.run_id)
 
     def finish(self, state: str, *, result: Any = None, error: str | None = None) -> None:
         """Send the terminal state of the run (which cancels its unfinished children, if it started any)."""
@@ -412,8 +420,8 @@ class Execution(Actor):
             raise self.diverged
         return self.seq, saved
 
-    def _replay_failure(self, saved: m.Row) -> BaseException:
-        info, exc = load_error(saved["error"])
+    def _replay_failure(self, saved: m.Row, seq: int) -> BaseException:
+        info, exc = self.codec.load_error(saved["error"], self.run_id, STEP_ERROR, seq)
         if exc is not None:
             return exc
         return StepFailed(f"step {saved['name']!r} failed: {info}", error=info)
@@ -424,9 +432,9 @@ class Execution(Actor):
             return produce()
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
-            return self.serializer.loads(saved["result"])
+            return self.codec.loads(saved["result"], self.run_id, STEP, seq)
         value = produce()
-        data = self.serializer.dumps(value)
+        data = self.codec.dumps(value, self.run_id, STEP, seq)
         at = now_iso()
         self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
         self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data, started_at=at))
@@ -437,15 +445,17 @@ class Execution(Actor):
     def start_child(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Start (or, on replay, find) the child run at this position; returns its id once committed."""
         name = "start:" + flow_name(fn)
+        args, kwargs = check_arguments(fn, args, kwargs)  # a bad call raises here, in the flow
         seq, saved = self._next(name)
         self.has_children = True
         if saved is not None and saved["state"] == "completed":
-            return str(self.serializer.loads(saved["result"]))
+            return str(self.codec.loads(saved["result"], self.run_id, STEP, seq))
         # the child's id is derived from this position: a replay finds the same run
         child_id = child_run_id(self.run_id, seq)
         reply: Reply[Any] = Reply()
         try:
-            self.supervisor.tell(m.StartRun(fn, tuple(args), kwargs, parent_id=self.run_id, run_id=child_id, reply_to=reply))
+            self.supervisor.tell(m.StartRun(fn, tuple(args), kwargs, parent_id=self.run_id, run_id=child_id, reply_to=reply,
+                                            checked=True))  # fmt: skip
         except pykka.ActorDeadError:
             raise Abandoned from None
         try:
@@ -453,8 +463,9 @@ class Execution(Actor):
         except RuntimeClosed:
             raise Abandoned from None  # shutting down: the run resumes here at the next open
         at = now_iso()
-        self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=self.serializer.dumps(run_id), started_at=at))
-        self.checkpoints[seq] = {"name": name, "state": "completed", "result": self.serializer.dumps(run_id)}
+        data = self.codec.dumps(run_id, self.run_id, STEP, seq)
+        self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data, started_at=at))
+        self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
         return run_id
 
     def wait_runs(self, run_ids: tuple[str, ...], mode: str, timeout: float | None, name: str) -> dict[str, m.Row]:
@@ -473,7 +484,7 @@ class Execution(Actor):
             timeout = parse_duration(timeout)
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
-            decision = self.serializer.loads(saved["result"])
+            decision = self.codec.loads(saved["result"], self.run_id, STEP, seq)
             if decision.get("timed_out"):
                 raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
             rows: Any = self.registry.ask(m.GetRuns(tuple(decision["ids"])))
@@ -509,12 +520,12 @@ class Execution(Actor):
                     raise Passivate(seq, deadline, waiting_for) from None
         at = now_iso()
         if settled is None:
-            data = self.serializer.dumps({"timed_out": True})
+            data = self.codec.dumps({"timed_out": True}, self.run_id, STEP, seq)
             self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data))
             self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
             raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
         ids = self._decide(run_ids, mode, settled)
-        data = self.serializer.dumps({"ids": ids})
+        data = self.codec.dumps({"ids": ids}, self.run_id, STEP, seq)
         self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data))
         self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
         return {i: settled[i] for i in ids}
@@ -543,9 +554,9 @@ class Execution(Actor):
         attempt = 1
         if saved is not None:
             if saved["state"] == "completed":
-                return self.serializer.loads(saved["result"])
+                return self.codec.loads(saved["result"], self.run_id, STEP, seq)
             if saved["state"] == "failed":
-                raise self._replay_failure(saved)
+                raise self._replay_failure(saved, seq)
             # in flight when the process stopped: run it again, as the next attempt
             attempt = int(saved["attempts"] or 0) + 1
             retry_at = _ts(saved.get("retry_at"))
@@ -572,7 +583,7 @@ class Execution(Actor):
             try:
                 value = self._call(step, info, args, kwargs)
                 try:
-                    data = self.serializer.dumps(value)
+                    plain = self.codec.serializer.dumps(value)
                 except Exception as exc:
                     raise FatalError(f"step {step.name!r} returned a value that cannot be serialized: {exc}") from exc
             except (Abandoned, Ended):
@@ -590,7 +601,7 @@ class Execution(Actor):
                     summary = str(error_info(exc))
                     at = now_iso()
                     retry_at = self.clock.time() + delay
-                    error_text = dump_error(exc)
+                    error_text = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq)
                     self.ask(
                         lambda reply: m.StepAttemptFailed(self.run_id, seq, step.name, attempt, error_text, summary,
                                                           round(delay, 6), _iso(retry_at), at, reply_to=reply)  # fmt: skip
@@ -598,7 +609,7 @@ class Execution(Actor):
                     self.wait_until(seq, retry_at, {"retry": step.name, "until": _iso(retry_at)})
                     attempt += 1
                     continue
-                error = dump_error(exc)
+                error = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq)
                 self.send(m.SaveStep(self.run_id, seq, step.name, "failed", attempt, now_iso(), error=error, started_at=started))
                 self.checkpoints[seq] = {"name": step.name, "state": "failed", "error": error}
                 raise
@@ -606,12 +617,13 @@ class Execution(Actor):
             # before anything after it can act outside the process (the next step's start
             # is waited for, the end of the run is committed after it, a child starts only
             # once committed).
+            data = self.codec.seal(plain, self.run_id, STEP, seq)
             self.send(m.SaveStep(self.run_id, seq, step.name, "completed", attempt, now_iso(), result=data, started_at=started))
             self.checkpoints[seq] = {"name": step.name, "state": "completed", "result": data}
             self.checkpoint()
             if type(value) in _IMMUTABLE:  # already a copy in effect: skip the decode
                 return value
-            return self.serializer.loads(data)  # pass by value: the flow gets its own copy
+            return self.codec.serializer.loads(plain)  # pass by value: the flow gets its own copy
 
     def _call(self, step: Step, info: StepInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Call the step's function once, as the step ``info`` (in another thread if it has a timeout)."""
@@ -687,7 +699,7 @@ class Execution(Actor):
             assert due is not None
             if self.clock.time() >= due - EARLY:  # it passed while no runtime had the run
                 late = RunTimedOut(f"run {self.run_id} exceeded its flow timeout", run_id=self.run_id)
-                self.finish("timed_out", error=dump_error(late))
+                self.finish("timed_out", error=self._error(late))
                 return
             self.supervisor.tell(m.WatchDeadline(self.run_id, due))
         if row["cancel_requested"]:
@@ -699,15 +711,16 @@ class Execution(Actor):
                 f"run {self.run_id} was recovered {row['recoveries']} times (more than max_recoveries="
                 f"{self.max_recoveries}): it may be crashing its process; it is failed instead of run again"
             )
-            self.finish("failed", error=dump_error(error))
+            self.finish("failed", error=self._error(error))
             return
         try:
-            fn = load_flow(row["flow_ref"], row["flow_blob"])
-            args = self.serializer.loads(row["args"])
-            kwargs = self.serializer.loads(row["kwargs"])
-            metadata = self.serializer.loads(row["metadata"]) if row["metadata"] is not None else {}
+            codec, run_id = self.codec, self.run_id
+            fn = codec.load_flow(row["flow_ref"], row["flow_blob"], run_id)
+            args = codec.loads(row["args"], run_id, ARGS)
+            kwargs = codec.loads(row["kwargs"], run_id, KWARGS)
+            metadata = codec.loads(row["metadata"], run_id, METADATA) if row["metadata"] is not None else {}
         except Exception as exc:
-            self.finish("failed", error=dump_error(exc))
+            self.finish("failed", error=self._error(exc))
             return
         self.queue = row.get("queue")
         self.attempt = int(row["attempt"])
@@ -744,7 +757,7 @@ class Execution(Actor):
                     raise
                 except BaseException as exc:  # noqa: BLE001 - even SystemExit in a flow is its outcome
                     if self.diverged is not None:
-                        self.finish("failed", error=dump_error(self.diverged))
+                        self.finish("failed", error=self._error(self.diverged))
                         return
                     if self.control.abandon.is_set():
                         raise Abandoned from None
@@ -763,7 +776,7 @@ class Execution(Actor):
                             self.finish("cancelled")
                             return
                         except ActorflowError as journal_error:
-                            self.finish("failed", error=dump_error(journal_error))
+                            self.finish("failed", error=self._error(journal_error))
                             return
                         if attempt is None:
                             raise Ended from None
@@ -771,18 +784,18 @@ class Execution(Actor):
                         self.flow_retries += 1
                         self.checkpoints = {k: v for k, v in self.checkpoints.items() if v["state"] == "completed"}
                         continue
-                    self.finish("failed", error=dump_error(exc))
+                    self.finish("failed", error=self._error(exc))
                     return
                 break
         finally:
             _reset_current(token)
         if self.diverged is not None:  # the flow swallowed the error: the run still fails with it
-            self.finish("failed", error=dump_error(self.diverged))
+            self.finish("failed", error=self._error(self.diverged))
             return
         try:
-            data = self.serializer.dumps(value)
+            data = self.codec.dumps(value, self.run_id, RESULT)
         except Exception as exc:
             error = SerializationError(f"the flow's return value cannot be serialized: {exc}")
-            self.finish("failed", error=dump_error(error))
+            self.finish("failed", error=self._error(error))
             return
         self.finish("completed", result=data)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
+from .errors import InvalidInput
 from .retry import NO_RETRY, Retry, as_retry
+from .steps import Step
 
 _OPTION_NAMES = ("metadata", "idempotency_key")
 
@@ -23,6 +27,7 @@ class Flow:
         retries: the flow's retry policy (default: none). A retry runs the flow again
             from its start; completed steps are replayed from their checkpoints.
         timeout: seconds from the run's first start after which it ends ``timed_out``.
+        validate: checks the arguments of every start (see :func:`flow`), or None.
         run_options: the per-run options set with :meth:`options`.
     """
 
@@ -34,12 +39,16 @@ class Flow:
         retries: Retry | int | None = None,
         timeout: float | None = None,
         run_options: Mapping[str, Any] | None = None,
+        validate: Callable[..., Any] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@actorflow.flow needs a function, not {fn!r}")
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0):
             raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        if validate is not None and not callable(validate):
+            raise TypeError(f"validate must be a callable or a pydantic model class, not {validate!r}")
         self.fn = fn
+        self.validate = validate
         self.name = name or getattr(fn, "__qualname__", None) or repr(fn)
         self.retries = as_retry(retries, NO_RETRY)
         self.timeout = float(timeout) if timeout is not None else None
@@ -97,7 +106,8 @@ class Flow:
             if not isinstance(priority, int) or isinstance(priority, bool):
                 raise TypeError(f"priority must be an int, not {priority!r}")
             options["priority"] = priority
-        return Flow(self.fn, name=self.name, retries=self.retries, timeout=self.timeout, run_options=options)
+        return Flow(self.fn, name=self.name, retries=self.retries, timeout=self.timeout, run_options=options,
+                    validate=self.validate)  # fmt: skip
 
     def __repr__(self) -> str:
         extra = f" {self.run_options}" if self.run_options else ""
@@ -107,7 +117,13 @@ class Flow:
 @overload
 def flow(fn: Callable[..., Any], /) -> Flow: ...
 @overload
-def flow(*, name: str | None = None, retries: Retry | int | None = None, timeout: float | None = None) -> Callable[[Callable[..., Any]], Flow]: ...
+def flow(
+    *,
+    name: str | None = None,
+    retries: Retry | int | None = None,
+    timeout: float | None = None,
+    validate: Callable[..., Any] | None = None,
+) -> Callable[[Callable[..., Any]], Flow]: ...
 def flow(
     fn: Callable[..., Any] | None = None,
     /,
@@ -115,10 +131,13 @@ def flow(
     name: str | None = None,
     retries: Retry | int | None = None,
     timeout: float | None = None,
+    validate: Callable[..., Any] | None = None,
 ) -> Flow | Callable[[Callable[..., Any]], Flow]:
     """Register a function as a flow: ``@actorflow.flow`` or ``@actorflow.flow(name=..., retries=..., timeout=...)``.
 
     The function's first parameter is the run context (:class:`actorflow.Context`).
+    Every start binds its arguments to the function's signature before anything is
+    written: a wrong count or an unknown keyword raises ``TypeError`` at the call.
 
     Args:
         fn: the function (when used without parentheses).
@@ -126,13 +145,87 @@ def flow(
         retries: a :class:`~actorflow.Retry` or an int of retries after the first try;
             flows do not retry by default.
         timeout: seconds from the run's first start until it ends as ``timed_out``.
+        validate: checks the arguments of every start, in the caller's thread, before
+            anything is written. A callable is called with the flow's arguments (without
+            ``ctx``) and raises to refuse them. A pydantic model class, whose fields are
+            the flow's parameters, validates and converts them (``"5"`` becomes ``5`` for
+            an ``int`` field). A refused start raises :class:`~actorflow.InvalidInput`.
 
     Returns:
         A :class:`Flow`, or a decorator that makes one.
     """
     if fn is not None:
-        return Flow(fn, name=name, retries=retries, timeout=timeout)
-    return lambda f: Flow(f, name=name, retries=retries, timeout=timeout)
+        return Flow(fn, name=name, retries=retries, timeout=timeout, validate=validate)
+    return lambda f: Flow(f, name=name, retries=retries, timeout=timeout, validate=validate)
+
+
+_SIGNATURES: weakref.WeakKeyDictionary[Any, inspect.Signature | None] = weakref.WeakKeyDictionary()
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return _SIGNATURES[fn]
+    except (KeyError, TypeError):
+        pass
+    target = fn.fn if isinstance(fn, Flow) else fn
+    try:
+        sig: inspect.Signature | None = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin or a C callable: nothing to check against
+        sig = None
+    if sig is not None and not sig.parameters:
+        raise TypeError(f"{flow_name(fn)} takes no parameters, but a flow's first parameter is the run context (ctx)")
+    try:
+        _SIGNATURES[fn] = sig
+    except TypeError:
+        pass
+    return sig
+
+
+def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Bind a start's arguments to the flow's signature and validate them, before anything is written.
+
+    Returns:
+        The arguments to store: as given, or as converted by the flow's pydantic model.
+
+    Raises:
+        TypeError: ``fn`` is not a flow (a step, say), or the arguments do not fit its
+            signature (wrong count, unknown or missing keyword).
+        InvalidInput: the flow's validator refused them.
+    """
+    if isinstance(fn, Step):
+        raise TypeError(
+            f"{fn.name!r} is a step, not a flow: steps are called from inside a flow; start a flow "
+            "(@actorflow.flow) that calls it"
+        )
+    if not callable(fn):
+        raise TypeError(f"a run needs a flow (a function taking ctx first), not {fn!r}")
+    sig = _signature(fn)
+    if sig is None:
+        return tuple(args), dict(kwargs)
+    try:
+        bound = sig.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{flow_name(fn)}() got arguments that do not fit its signature {sig}: {exc}") from None
+    validate = fn.validate if isinstance(fn, Flow) else None
+    if validate is None:
+        return tuple(args), dict(kwargs)
+    ctx_name = next(iter(sig.parameters))
+    given = {k: v for k, v in bound.arguments.items() if k != ctx_name}
+    if isinstance(validate, type) and callable(getattr(validate, "model_validate", None)):
+        try:
+            model = validate.model_validate(given)
+        except Exception as exc:  # pydantic's ValidationError, or a validator's own error
+            raise InvalidInput(f"{flow_name(fn)}: the arguments were refused by {validate.__name__}: {exc}", flow=flow_name(fn)) from exc
+        fields = getattr(type(model), "model_fields", {})
+        for name in given:
+            if name in fields:
+                bound.arguments[name] = getattr(model, name)
+        return tuple(bound.args[1:]), dict(bound.kwargs)
+    try:
+        validate(*args, **kwargs)
+    except Exception as exc:
+        raise InvalidInput(f"{flow_name(fn)}: the arguments were refused: {type(exc).__name__}: {exc}", flow=flow_name(fn)) from exc
+    return tuple(args), dict(kwargs)
 
 
 def flow_name(fn: Callable[..., Any]) -> str:

@@ -53,7 +53,7 @@ class RunHandle:
         Raises:
             TimeoutError: the run did not end in time (the run is unaffected).
         """
-        return status_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.serializer)
+        return status_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.codec)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait until the run ends and return its result.
@@ -68,7 +68,7 @@ class RunHandle:
             RunTimedOut: the run exceeded its timeout.
             TimeoutError: the run did not end in time (the run is unaffected).
         """
-        return result_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.serializer)
+        return result_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.codec)
 
     def send(self, topic: str, payload: Any = None) -> None:
         """Deliver an event to the run (see :meth:`actorflow.Runtime.send`)."""

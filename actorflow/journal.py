@@ -53,12 +53,13 @@ from . import messages as m
 from ._actor import Actor
 from ._actor import tell as tell_actor
 from .errors import ActorflowError, HookConflict, HookNotFound, JournalError, RunFinished, RunNotFound
+from .signing import event_kind
 from .status import TERMINAL_NAMES, UNFINISHED_NAMES
 from .status import parse_ts as parse_ts  # re-exported: the journal's timestamps
 
 log = logging.getLogger("actorflow")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _UNFINISHED_SQL = "(" + ",".join(f"'{s}'" for s in sorted(UNFINISHED_NAMES)) + ")"
 _TERMINAL_SQL = "(" + ",".join(f"'{s}'" for s in sorted(TERMINAL_NAMES)) + ")"
 
@@ -91,27 +92,83 @@ def _describe(path: str, exc: BaseException) -> str:
     return f"cannot use the journal {path!r}: {text}"
 
 
-def connect(path: str, *, busy_timeout: float, durability: str = "normal") -> sqlite3.Connection:
+def check_path(path: object) -> str:
+    """Check a journal path given by a user and return it as a str.
+
+    Raises:
+        TypeError: it is not a str or a path.
+        JournalError: it names no file a journal can be (empty, ``:memory:``, a folder).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"a journal is a file path (str or pathlib.Path), not {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError("a journal path must be text, not bytes")
+    if text.strip() == "":
+        raise JournalError("the journal path is empty: give a file name, such as 'actorflow.db'")
+    if text == ":memory:" or text.startswith("file::memory:"):
+        raise JournalError(
+            "a journal must be a file: an in-memory SQLite database would lose every run at exit and cannot be "
+            "shared with readers; use a file (a temporary folder is fine for tests)"
+        )
+    if os.path.isdir(text):
+        raise JournalError(f"the journal path {text!r} is a folder; give a file name inside it, such as {os.path.join(text, 'actorflow.db')!r}")
+    return text
+
+
+def create_file(path: str, file_mode: int) -> None:
+    """Create an empty journal file with ``file_mode`` (whatever the umask) if it does not exist.
+
+    SQLite creates the ``-wal`` and ``-shm`` files with the mode of the database file.
+
+    Raises:
+        JournalError: the file cannot be created (the folder is read-only or missing).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, file_mode)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise JournalError(
+            f"cannot create the journal {path!r} ({exc.strerror or exc}); give this process write access to the folder"
+        ) from exc
+    try:
+        os.fchmod(fd, file_mode)
+    finally:
+        os.close(fd)
+
+
+def connect(
+    path: str, *, busy_timeout: float, durability: str = "normal", key_check: str | None = None, file_mode: int = 0o600
+) -> sqlite3.Connection:
     """Open the write connection, create the schema if needed, and check the file is writable.
 
     Args:
-        path: the SQLite file; created if missing.
+        path: the SQLite file; created (with ``file_mode``) if missing.
         busy_timeout: seconds to wait for another connection's lock before failing.
         durability: ``"normal"`` (WAL, synchronous=NORMAL: a commit survives a crash of
             the process) or ``"full"`` (synchronous=FULL: it also survives power loss).
+        key_check: the fingerprint of the key this runtime signs with
+            (:func:`actorflow.signing.key_check`): recorded in a new journal, compared
+            with the one recorded in an existing journal.
+        file_mode: the permission bits of a new journal file.
 
     Raises:
-        JournalError: the file cannot be opened, is not a journal, is read-only or locked.
+        JournalError: the file cannot be opened, is not a journal, was written by another
+            version or with another key, is read-only or locked.
     """
     if durability not in ("normal", "full"):
         raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
     check_folder(path)
+    check_writable(path)
+    create_file(path, file_mode)
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise JournalError(_describe(path, exc)) from exc
     try:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        _check_kind(conn, path)  # before WAL mode: another application's file is left as it was
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise JournalError(
@@ -125,7 +182,7 @@ def connect(path: str, *, busy_timeout: float, durability: str = "normal") -> sq
             try:
                 conn.execute("BEGIN IMMEDIATE")  # proves the file is writable and not locked
                 try:
-                    _create_schema(conn)
+                    _create_schema(conn, path, key_check)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -150,6 +207,73 @@ def connect(path: str, *, busy_timeout: float, durability: str = "normal") -> sq
     return conn
 
 
+def _check_kind(conn: sqlite3.Connection, path: str, *, creating: bool = False) -> None:
+    """Refuse a SQLite file that is not an actorflow journal of this version (an empty one is made one).
+
+    With ``creating`` (inside the transaction that creates the schema) a journal whose
+    tables are still being made is accepted.
+    """
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return
+    if "meta" not in tables or ("runs" not in tables and not creating):
+        raise JournalError(
+            f"{path!r} is not an actorflow journal: it is a SQLite database of another application "
+            f"(tables: {', '.join(sorted(tables)[:8])}); it was left as it was: give actorflow a file of its own"
+        )
+    version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if version is None:
+        raise JournalError(f"{path!r} is not an actorflow journal (it has no schema version)")
+    if version[0] == "1":
+        raise JournalError(
+            f"the journal {path!r} was written by actorflow 0.1 (schema 1), whose stored values are not signed; this "
+            f"version reads only signed journals (schema {SCHEMA_VERSION}) and does not sign old values after the fact "
+            "(anyone could have edited them). Let its runs finish with actorflow 0.1, then start a new journal; "
+            "see docs/guides/security.md"
+        )
+    if not version[0].isdigit() or int(version[0]) > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal {path!r} was written by a newer actorflow (schema {version[0]}); "
+            f"this one reads schema {SCHEMA_VERSION}: upgrade actorflow"
+        )
+
+
+def recorded_key_check(path: str) -> str | None:
+    """The key fingerprint recorded in an existing journal; None for a new or empty file.
+
+    Raises:
+        JournalError: the file is not an actorflow journal of this version.
+    """
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise JournalError(_describe(path, exc)) from exc
+    try:
+        _check_kind(conn, path)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
+        return row[0] if row else None
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise JournalError(f"{path!r} is not an actorflow journal (not a SQLite database)") from exc
+        raise JournalError(_describe(path, exc)) from exc
+    finally:
+        conn.close()
+
+
+def check_writable(path: str) -> None:
+    """Raise :class:`JournalError` if this process may not write an existing journal (before SQLite makes -wal/-shm files)."""
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise JournalError(
+            f"the journal {path!r} is read-only for this process; give it write access to the file and its folder, "
+            "or open it with actorflow.inspect() to read it"
+        )
+
+
 def check_folder(path: str) -> None:
     """Raise :class:`JournalError` if the journal's folder is missing or cannot be reached."""
     parent = Path(path).resolve().parent
@@ -160,17 +284,21 @@ def check_folder(path: str) -> None:
         raise JournalError(f"cannot reach the journal {path!r}: {exc}; check the folder's permissions") from exc
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
+def _create_schema(conn: sqlite3.Connection, path: str, key_check: str | None) -> None:
     db = sqlite_utils.Database(conn)
     if "meta" not in db.table_names():
         db.table("meta").create({"key": str, "value": str}, pk="key")
         db.table("meta").insert({"key": "schema_version", "value": str(SCHEMA_VERSION)})
-    version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    if version is None or int(version[0]) > SCHEMA_VERSION:
-        raise JournalError(
-            f"the journal was written by a newer actorflow (schema {version and version[0]}); "
-            f"this one reads schema {SCHEMA_VERSION}: upgrade actorflow"
-        )
+    _check_kind(conn, path, creating=True)  # again, inside the write transaction: another process may have made it
+    if key_check is not None:
+        recorded = conn.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
+        if recorded is None:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('key_check', ?)", (key_check,))
+        elif recorded[0] != key_check:
+            raise JournalError(
+                f"the journal {path!r} is signed with another key than this runtime's; open it with the key it was "
+                f"created with (Runtime(secret=...), $ACTORFLOW_SECRET, or its key file {path + '.key'!r})"
+            )
     db.table("runs").create(
         {
             "id": str,
@@ -369,12 +497,13 @@ def tree_rows(conn: sqlite3.Connection, run_id: str) -> list[tuple[int, m.Row]]:
     return out
 
 
-def chunk_rows(conn: sqlite3.Connection, run_id: str, namespace: str, start: int, limit: int) -> list[tuple[int, Any, int]]:
-    """``(index, data, closed)`` of a stream's chunks from ``start``, in order."""
+def chunk_rows(conn: sqlite3.Connection, run_id: str, namespace: str, start: int, limit: int) -> list[tuple[int, Any, int, int]]:
+    """``(index, data, closed, seq)`` of a stream's chunks from ``start``, in order (``seq``: the
+    position of the ``ctx.write`` call, part of the chunk's signature)."""
     return [
-        (r[0], r[1], r[2])
+        (r[0], r[1], r[2], r[3])
         for r in conn.execute(
-            "SELECT idx, data, closed FROM chunks WHERE run_id=? AND namespace=? AND idx>=? ORDER BY idx LIMIT ?",
+            "SELECT idx, data, closed, seq FROM chunks WHERE run_id=? AND namespace=? AND idx>=? ORDER BY idx LIMIT ?",
             (run_id, namespace, start, limit),
         )
     ]
@@ -486,12 +615,21 @@ class Journal(Actor):
             fenced on ``owner`` (refused once another runtime has taken the run over).
         watched: the registry's set of the runs it waits for: a run's end is told to the
             registry only if its id is in it (None: every end is told).
+        seal: signs an event's payload once its run is known (``Codec.seal``); every
+            other payload arrives signed by the actor that wrote it.
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, registry: pykka.ActorRef[Any], path: str, owner: str, watched: set[str] | None = None
+        self,
+        conn: sqlite3.Connection,
+        registry: pykka.ActorRef[Any],
+        path: str,
+        owner: str,
+        watched: set[str] | None = None,
+        seal: Callable[[Any, str, str], Any] | None = None,
     ) -> None:
         super().__init__()
+        self._seal = seal if seal is not None else (lambda value, run_id, kind: value)
         self._watched = watched
         self._owner = owner
         self._host = host_identity()
@@ -968,8 +1106,9 @@ class Journal(Actor):
             raise RunNotFound(run_id)
         if state[0] not in UNFINISHED_NAMES:
             raise RunFinished(run_id, state[0])
+        payload = self._seal(msg.payload, run_id, event_kind(msg.topic))  # signed here: a hook's run is found here
         cur = self._conn.execute(
-            "INSERT INTO messages (run_id, topic, payload, sent_at) VALUES (?, ?, ?, ?)", (run_id, msg.topic, msg.payload, msg.at)
+            "INSERT INTO messages (run_id, topic, payload, sent_at) VALUES (?, ?, ?, ?)", (run_id, msg.topic, payload, msg.at)
         )
         tell = (msg.notify, m.EventArrived(run_id, msg.topic, cur.lastrowid or 0)) if msg.notify is not None else None
         return cur.lastrowid, None, tell
@@ -999,8 +1138,7 @@ class Journal(Actor):
         if holder is not None and holder[0] != msg.run_id:
             raise HookConflict(msg.token, holder[0])
         self._conn.execute("INSERT OR REPLACE INTO hooks (token, run_id, created_at) VALUES (?, ?, ?)", (msg.token, msg.run_id, msg.at))
-        token = json.dumps(msg.token)
-        self._upsert_step(msg.run_id, msg.seq, "actorflow.hook", "completed", result=token, attempts=1, completed_at=msg.at)
+        self._upsert_step(msg.run_id, msg.seq, "actorflow.hook", "completed", result=msg.result, attempts=1, completed_at=msg.at)
         return True, None, None
 
     def _write_chunk(self, msg: m.WriteChunk) -> _Outcome:
@@ -1014,7 +1152,7 @@ class Journal(Actor):
         ).fetchone()
         if row is None:
             return None, None, None
-        self._upsert_step(msg.run_id, msg.seq, "actorflow.write", "completed", result="null", attempts=1, completed_at=msg.at)
+        self._upsert_step(msg.run_id, msg.seq, "actorflow.write", "completed", attempts=1, completed_at=msg.at)
         tell = (msg.notify, m.ChunkWritten(msg.run_id, msg.namespace, row[0])) if msg.notify is not None else None
         return row[0], None, tell
 

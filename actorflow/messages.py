@@ -50,6 +50,9 @@ class StartRun:
         done: a future resolved with the run's final row once this runtime commits the
             run's end (not if the run ends elsewhere: in another process, or while its
             execution is not the one started here). ``RunHandle.result`` reads it first.
+        checked: the arguments were bound to the flow's signature and validated already
+            (by ``Runtime.start`` or ``ctx.start``, in the caller's thread); False makes the
+            supervisor do it.
     """
 
     flow: Callable[..., Any]
@@ -62,6 +65,7 @@ class StartRun:
     reply_to: pykka.Future[Any] | None = None
     detached: bool | None = None
     done: pykka.Future[Any] | None = None
+    checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -436,12 +440,13 @@ class TakeEvent:
 
 @dataclass(frozen=True)
 class RegisterHook:
-    """Give the run the hook ``token`` and checkpoint it as call ``seq``; raises HookConflict."""
+    """Give the run the hook ``token`` and checkpoint it as call ``seq`` (``result``: the token, signed); raises HookConflict."""
 
     run_id: str
     token: str
     seq: int
     at: str
+    result: str | bytes
     reply_to: pykka.Future[Any] | None = None
 
 

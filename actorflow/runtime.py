@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
+import os
 import threading
+import weakref
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import pykka
 
-from . import journal
+from . import journal, signing
 from . import messages as m
+from .codec import Codec
+from .context import _current as _current_run
 from ._future import Reply
 from ._ids import new_ulid
 from .clock import Clock
 from .durations import parse_duration
-from .errors import ActorflowError, RunNotFound, RuntimeClosed
+from .errors import ActorflowError, JournalError, RunNotFound, RuntimeClosed
+from .flows import check_arguments
 from .handle import RunHandle
 from .registry import Registry
 from .serialization import JSONSerializer, Serializer
-from .status import RunList, RunStatus, RunTree, State, StepList, result_from_row, status_from_row, steps_from_rows
+from .status import (
+    RunList,
+    RunStatus,
+    RunTree,
+    State,
+    StepList,
+    check_listing,
+    parse_state,
+    result_from_row,
+    status_from_row,
+    steps_from_rows,
+)
 from .supervisor import Supervisor
 
 log = logging.getLogger("actorflow")
@@ -30,6 +47,37 @@ log = logging.getLogger("actorflow")
 def _check_id(run_id: object) -> None:
     if not isinstance(run_id, str):
         raise TypeError(f"a run id is a str, not {type(run_id).__name__}")
+
+
+def _check_int(name: str, value: object, minimum: int, hint: str = "") -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}{' ' + hint if hint else ''}, not {value!r}")
+
+
+def _check_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}, not {value!r}")
+    return float(value)
+
+
+def check_timeout(timeout: object) -> float | None:
+    """Check a ``timeout=`` argument of a wait: None, or finite seconds >= 0.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: negative, infinite or NaN.
+    """
+    if timeout is None:
+        return None
+    return _check_seconds("timeout", timeout)
+
+
+# runtimes not shut down yet: released at interpreter exit (see _release_at_exit)
+_OPEN: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 
 class Runtime:
@@ -76,6 +124,13 @@ class Runtime:
         queues: named queues and the most runs of each that may run at once, across all
             processes on the file (give every runtime the same map); a run joins one with
             ``flow.options(queue="emails", priority=5)``.
+        secret: the key every stored value is signed with (str or bytes, at least 16
+            bytes). Default: ``$ACTORFLOW_SECRET``, else the key file ``<path>.key`` that
+            the first runtime on a new journal creates (mode 0600). See
+            docs/guides/security.md.
+        file_mode: the permission bits of a new journal file (its ``-wal`` and ``-shm``
+            files take the same) and key file; default 0o600 (the owner only), whatever
+            the umask. 0o660 shares a journal with the file's group.
 
     Attributes:
         path: the journal file.
@@ -84,12 +139,17 @@ class Runtime:
         incarnation: a unique id of this runtime, recorded as the owner of the runs it executes.
 
     Raises:
-        JournalError: the file cannot be opened for writing (read-only, locked, not a journal).
+        TypeError: an option has the wrong type (``Runtime(123)``, ``concurrency=True``,
+            a clock without ``time()``, a serializer without ``dumps``/``loads``).
+        ValueError: an option is out of range (a negative count or number of seconds).
+        JournalError: the file cannot be opened for writing (read-only, locked, a folder,
+            ``:memory:``, another application's database, a journal of another version or
+            signed with another key).
     """
 
     def __init__(
         self,
-        path: str = "actorflow.db",
+        path: str | os.PathLike[str] = "actorflow.db",
         *,
         concurrency: int = 32,
         serializer: Serializer | None = None,
@@ -103,26 +163,52 @@ class Runtime:
         lease: float = 10.0,
         poll_interval: float = 0.25,
         queues: Mapping[str, int] | None = None,
+        secret: str | bytes | None = None,
+        file_mode: int = 0o600,
     ) -> None:
-        if not isinstance(concurrency, int) or concurrency < 0:
-            raise ValueError(f"concurrency must be an int >= 0 (0: a client that executes nothing), not {concurrency!r}")
+        self.path = journal.check_path(path)
+        _check_int("concurrency", concurrency, 0, "(0: a client that executes nothing)")
+        _check_int("max_recoveries", max_recoveries, 0)
+        _check_seconds("busy_timeout", busy_timeout)
+        _check_seconds("passivate_after", passivate_after)
+        _check_seconds("lease", lease, positive=True)
+        _check_seconds("poll_interval", poll_interval, positive=True)
         if durability not in ("normal", "full"):
             raise ValueError(f"durability must be 'normal' or 'full', not {durability!r}")
-        if lease <= 0 or poll_interval <= 0 or poll_interval * 2 > lease:
-            raise ValueError(f"lease ({lease!r}) and poll_interval ({poll_interval!r}) must be > 0, poll_interval at most half the lease")
+        if poll_interval * 2 > lease:
+            raise ValueError(f"poll_interval ({poll_interval!r}) must be at most half the lease ({lease!r})")
+        if queues is not None and not isinstance(queues, Mapping):
+            raise TypeError(f"queues must be a dict of queue names to limits, not {type(queues).__name__}")
         for name, limit in (queues or {}).items():
-            if not isinstance(name, str) or not isinstance(limit, int) or limit < 1:
+            if not isinstance(name, str) or not name or not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
                 raise ValueError(f"queues maps queue names to limits >= 1, not {name!r}: {limit!r}")
-        if passivate_after < 0:
-            raise ValueError(f"passivate_after must be >= 0 seconds, not {passivate_after!r}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(f"clock must have a time() method returning epoch seconds (a Clock), not {clock!r}")
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise TypeError(
+                f"serializer must have a name and dumps()/loads() methods (an actorflow.Serializer), not {serializer!r}"
+            )
+        if not isinstance(file_mode, int) or isinstance(file_mode, bool) or not 0o600 <= file_mode <= 0o777 or file_mode & 0o600 != 0o600:
+            raise ValueError(f"file_mode must give the owner read and write (0o600 to 0o777), not {file_mode!r}")
         retention_s = parse_duration(retention) if retention is not None else None
-        self.path = str(path)
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
         self.incarnation = "rt_" + new_ulid()
         self._closed = False
         self._lock = threading.Lock()
         journal.check_folder(self.path)
-        conn = journal.connect(self.path, busy_timeout=busy_timeout, durability=durability)
+        journal.check_writable(self.path)
+        # a new journal gets a key file; an existing one must come with its key
+        signed = journal.recorded_key_check(self.path) is not None
+        key = signing.resolve_key(self.path, secret, create=not signed, file_mode=file_mode)
+        if key is None:
+            raise JournalError(
+                f"the journal {self.path!r} has no key file ({signing.key_path(self.path)!r} is missing or unreadable); "
+                f"open it with the key it was created with: Runtime(secret=...) or ${signing.ENV_VAR}"
+            )
+        self.codec = Codec(self.serializer, signing.Signer(key))
+        conn = journal.connect(
+            self.path, busy_timeout=busy_timeout, durability=durability, key_check=signing.key_check(key), file_mode=file_mode
+        )
         try:
             journal.connect_reader(self.path, busy_timeout=busy_timeout).close()
         except BaseException:
@@ -130,14 +216,19 @@ class Runtime:
             raise
         watched: set[str] = set()  # the runs the registry waits for (see Registry)
         self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout, watched)
-        self._journal: pykka.ActorRef[Any] = journal.Journal.start(conn, self.registry, self.path, self.incarnation, watched)
+        self._journal: pykka.ActorRef[Any] = journal.Journal.start(
+            conn, self.registry, self.path, self.incarnation, watched, self.codec.seal
+        )
         now = _time.time()
         self._journal.ask(m.RegisterRuntime(now, now + lease, journal.now_iso()))
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
-            self._journal, self.registry, self.serializer, concurrency, self.incarnation, busy_timeout * 5 + 5.0,
+            self._journal, self.registry, self.codec, concurrency, self.incarnation, busy_timeout * 5 + 5.0,
             max_recoveries, passivate_after, clock, retention_s, lease, poll_interval, dict(queues or {}),
             recover,
         )  # fmt: skip
+        self._concurrency = concurrency
+        self._blocked = 0  # flows of this runtime blocked in a wait for another run
+        _OPEN.add(self)
 
     # -- starting ---------------------------------------------------------------------
 
@@ -154,15 +245,19 @@ class Runtime:
             **kwargs: keyword arguments for the flow (stored by value).
 
         Raises:
+            TypeError: ``flow`` is not a flow (a step, say), or the arguments do not fit
+                its signature (nothing is written).
+            InvalidInput: the flow's validator refused the arguments (nothing is written).
             SerializationError: an argument cannot be stored (it is named; nothing is written).
             RuntimeClosed: the runtime was shut down.
             JournalError: the journal could not be written (nothing is written).
         """
         self._check_open()
+        args, kwargs = check_arguments(flow, args, kwargs)
         future: Reply[Any] = Reply()
         done: Reply[Any] = Reply()
         try:
-            self.supervisor.tell(m.StartRun(flow, args, kwargs, reply_to=future, done=done))
+            self.supervisor.tell(m.StartRun(flow, args, kwargs, reply_to=future, done=done, checked=True))
         except pykka.ActorDeadError:
             raise RuntimeClosed("the runtime was shut down; create a new Runtime to start runs") from None
         return RunHandle(self, self._await(future, self.supervisor), done)
@@ -185,7 +280,7 @@ class Runtime:
             RunNotFound: there is no such run in this journal.
             CorruptRecord: the run's row cannot be decoded.
         """
-        return status_from_row(self._row(run_id), self.serializer)
+        return status_from_row(self._row(run_id), self.codec)
 
     def list_runs(
         self,
@@ -203,14 +298,13 @@ class Runtime:
             limit: at most this many.
         """
         self._check_open()
-        if state is not None:
-            state = State(state).value
+        state, limit = check_listing(state, limit)
         if flow is not None and not isinstance(flow, str):
             from .flows import flow_name
 
             flow = flow_name(flow)
         rows = self._ask(self.registry, m.ListRuns(state=state, flow=flow, parent_id=parent, limit=limit))
-        return RunList(status_from_row(r, self.serializer) for r in rows)
+        return RunList(status_from_row(r, self.codec, strict=False) for r in rows)
 
     def _row(self, run_id: str) -> m.Row:
         self._check_open()
@@ -227,17 +321,17 @@ class Runtime:
             RunNotFound: there is no such run in this journal.
         """
         self._row(run_id)
-        return steps_from_rows(run_id, self._ask(self.registry, m.GetSteps(run_id)))
+        return steps_from_rows(run_id, self._ask(self.registry, m.GetSteps(run_id)), self.codec)
 
     # -- waiting ----------------------------------------------------------------------
 
     def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
         """Wait until a run ends and return its final status (see :meth:`RunHandle.wait`)."""
-        return status_from_row(self._wait_row(run_id, timeout), self.serializer)
+        return status_from_row(self._wait_row(run_id, timeout), self.codec)
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         """Wait until a run ends and return its result (see :meth:`RunHandle.result`)."""
-        return result_from_row(self._wait_row(run_id, timeout), self.serializer)
+        return result_from_row(self._wait_row(run_id, timeout), self.codec)
 
     def tree(self, run_id: str) -> RunTree:
         """A run and its descendants (child runs, theirs...) with their states; prints as a tree.
@@ -247,26 +341,67 @@ class Runtime:
         """
         self._row(run_id)
         rows = self._ask(self.registry, m.GetTree(run_id))
-        return RunTree((depth, status_from_row(row, self.serializer)) for depth, row in rows)
+        return RunTree((depth, status_from_row(row, self.codec, strict=False)) for depth, row in rows)
 
     def _wait_row(self, run_id: str, timeout: float | None, done: Reply[Any] | None = None) -> m.Row:
         """The final row of ``run_id``: from ``done`` (a handle's) if it is resolved, else from the registry."""
         self._check_open()
+        timeout = check_timeout(timeout)
         if done is not None and done.done:  # its end was committed here: nothing to ask
             return done.get()  # type: ignore[no-any-return]
         _check_id(run_id)
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+        self._check_not_blocking_slot(run_id)
         future: Reply[Any] = Reply()
         self._tell(self.registry, m.Watch(run_id, future))
         try:
-            return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
+            with self._blocking():
+                return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
         except pykka.Timeout:
             try:
                 self.registry.tell(m.Unwatch(run_id, future))
             except pykka.ActorDeadError:
                 pass
             raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running") from None
+
+    def _check_not_blocking_slot(self, run_id: str) -> None:
+        """Refuse a wait, from inside a flow of this runtime, that could never end.
+
+        A flow that blocks on another run's result holds its slot meanwhile; if every
+        slot is held by such waits, a run that has yet to execute never gets one.
+
+        Raises:
+            ActorflowError: the awaited run is not executing and no slot would be left for it.
+        """
+        ctx = _current_run.get()
+        if ctx is None or getattr(ctx._execution, "supervisor", None) != self.supervisor:
+            return
+        with self._lock:
+            others = self._blocked
+        if others + 1 < self._concurrency:
+            return
+        state = self._row(run_id)["state"]
+        if state in ("pending", "waiting"):
+            raise ActorflowError(
+                f"run {ctx.run_id} waits for run {run_id} ({state}) from inside its flow, holding one of this "
+                f"runtime's {self._concurrency} slot(s) while every other one is held the same way: run {run_id} "
+                "would never execute. From a flow, start the run as a child (ctx.start) and wait with "
+                "child.result(), ctx.gather() or ctx.wait_first(), which give the slot up while they wait"
+            )
+
+    @contextlib.contextmanager
+    def _blocking(self) -> Iterator[None]:
+        """Count a flow of this runtime blocked in a wait for another run (see :meth:`_check_not_blocking_slot`)."""
+        ctx = _current_run.get()
+        if ctx is None or getattr(ctx._execution, "supervisor", None) != self.supervisor:
+            yield
+            return
+        with self._lock:
+            self._blocked += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._blocked -= 1
 
     # -- events and streams -----------------------------------------------------------
 
@@ -325,10 +460,10 @@ class Runtime:
         index = start
         while True:
             chunks, finished = self._ask(self.registry, m.GetChunks(run_id, ns, index))
-            for idx, data, closed in chunks:
+            for idx, data, closed, seq in chunks:
                 if closed:
                     return
-                yield self.serializer.loads(data)
+                yield self.codec.loads(data, run_id, signing.CHUNK, seq)
                 index = idx + 1
             if chunks:
                 continue
@@ -376,14 +511,17 @@ class Runtime:
 
         Args:
             older_than: seconds, a timedelta or text like ``"7d"``; 0 purges every finished run.
-            states: which terminal states to purge (the default: all four).
+            states: which terminal states to purge (the default: all four); one state
+                alone may be given as a str.
 
         Returns:
             The number of runs deleted.
         """
         self._check_open()
         seconds = parse_duration(older_than)
-        wanted = tuple(State(s).value for s in states)
+        if isinstance(states, (str, State)):
+            states = (states,)
+        wanted = tuple(parse_state(s).value for s in states)
         for state in wanted:
             if not State(state).terminal:
                 raise ValueError(f"only finished runs can be purged, not {state!r} ones")

@@ -21,16 +21,22 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import hashlib
 import importlib
 import inspect
 import json
+import linecache
 import math
+import os
 import pathlib
 import pickle
+import sys
+import threading
 import traceback as _traceback
 import types
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,13 +48,16 @@ __all__ = [
     "BY_VALUE",
     "ErrorInfo",
     "JSONSerializer",
+    "Opaque",
     "Serializer",
+    "Unverified",
     "describe_unserializable",
     "dump_error",
     "error_info",
     "flow_reference",
     "load_error",
     "load_flow",
+    "loads_unverified",
 ]
 
 #: The reference :func:`flow_reference` returns for a flow stored by value.
@@ -388,7 +397,20 @@ class _Encoder:
             return self._enum(value, path)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return self._dataclass(value, path)
+        if _is_pydantic_model(value):
+            return self._model(value, path)
         return self._pickle(value, path)
+
+    def _model(self, value: Any, path: str) -> Any:
+        """Encode a pydantic model instance as JSON tagged with its class, or pickle it."""
+        ref = _class_reference(type(value))
+        if ref is None:
+            return self._pickle(value, path)
+        try:
+            fields = value.model_dump(mode="json")
+        except Exception:  # noqa: BLE001 - a model with a field JSON cannot hold is pickled
+            return self._pickle(value, path)
+        return {"$model": [ref, fields]}
 
     def _container(self, value: Any, path: str) -> Any:
         """Encode a list, tuple, dict, set or frozenset, pickling it if it is cyclic."""
@@ -479,6 +501,12 @@ class _Encoder:
                 where, _type_name(culprit), _describe_exception(cause)
             ) from cause
         return {"$pickle": base64.b64encode(blob).decode("ascii")}
+
+
+def _is_pydantic_model(value: Any) -> bool:
+    """True for an instance of a pydantic ``BaseModel`` (pydantic is never imported here)."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(value, pydantic.BaseModel)
 
 
 # ---------------------------------------------------------------------------------------
@@ -665,6 +693,15 @@ class _Decoder:
                 "it refers to must be importable by the process that reads the value"
             ) from error
 
+    def _model(self, payload: Any) -> Any:
+        parts = _items(payload, "$model")
+        if len(parts) != 2 or not isinstance(parts[1], dict):
+            raise _DecodeError("$model expects ['module:Qualname', {field: value}]")
+        cls = _import_class(parts[0], "$model")
+        if not callable(getattr(cls, "model_validate", None)):
+            raise _DecodeError(f"$model: {parts[0]!r} is not a pydantic model class")
+        return cls.model_validate(parts[1])
+
     _HANDLERS: dict[str, Callable[[_Decoder, Any], Any]] = {
         "$tuple": _tuple,
         "$set": _set,
@@ -683,7 +720,98 @@ class _Decoder:
         "$enum": _enum,
         "$dataclass": _dataclass,
         "$pickle": _pickle,
+        "$model": _model,
     }
+
+
+class Opaque:
+    """A stored value that a view without the journal's key shows without decoding it.
+
+    Decoding it would mean unpickling or importing what the journal names, which a
+    journal that anyone may have edited must not make a process do.
+
+    Attributes:
+        kind: what it is: ``"pickle"``, ``"enum"``, ``"dataclass"``, ``"model"`` or
+            ``"value"`` (a value of a serializer other than the default).
+        detail: the class reference it names, or its size.
+    """
+
+    __slots__ = ("detail", "kind")
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        self.kind = kind
+        self.detail = detail
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Opaque) and (other.kind, other.detail) == (self.kind, self.detail)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.detail))
+
+    def __repr__(self) -> str:
+        return f"<opaque {self.kind}{' ' + self.detail if self.detail else ''}>"
+
+
+class Unverified:
+    """A value read from the journal without its key: shown, but its signature was not checked.
+
+    Attributes:
+        value: the decoded value; every pickled, enum, dataclass or model part of it is an
+            :class:`Opaque` placeholder.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unverified) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(("unverified", repr(self.value)))
+
+    def __repr__(self) -> str:
+        return f"Unverified({self.value!r})"
+
+
+class _SafeDecoder(_Decoder):
+    """Decodes tagged JSON without unpickling or importing anything: those parts become :class:`Opaque`."""
+
+    def _opaque_pickle(self, payload: Any) -> Any:
+        return Opaque("pickle", f"{len(payload) * 3 // 4} bytes" if isinstance(payload, str) else "")
+
+    def _opaque_ref(self, tag: str) -> Callable[[_Decoder, Any], Any]:
+        def handler(_self: _Decoder, payload: Any) -> Any:
+            ref = payload[0] if isinstance(payload, list) and payload and isinstance(payload[0], str) else ""
+            return Opaque(tag[1:], ref)
+
+        return handler
+
+    def _tag(self, tag: str, payload: Any) -> Any:
+        if tag == "$pickle":
+            return self._opaque_pickle(payload)
+        if tag in ("$enum", "$dataclass", "$model"):
+            return self._opaque_ref(tag)(self, payload)
+        return super()._tag(tag, payload)
+
+
+def loads_unverified(serializer: Serializer, data: str | bytes) -> Any:
+    """Decode a stored value whose signature could not be checked, as an :class:`Unverified`.
+
+    Nothing is unpickled or imported: with the default serializer the plain JSON parts are
+    shown and the rest are :class:`Opaque` placeholders; the value of any other serializer
+    is one placeholder.
+
+    Raises:
+        SerializationError: the text is not valid tagged JSON.
+    """
+    if not isinstance(serializer, JSONSerializer) or not isinstance(data, str):
+        return Unverified(Opaque("value", f"{len(data)} bytes of {getattr(serializer, 'name', '?')}"))
+    try:
+        return Unverified(_SafeDecoder().decode(_DECODE(data)))
+    except (_DecodeError, ValueError, RecursionError) as error:
+        raise SerializationError(f"cannot deserialize stored value: {error}") from error
 
 
 class JSONSerializer:
@@ -704,6 +832,7 @@ class JSONSerializer:
     pathlib paths             ``{"$path":["PosixPath","/tmp/x"]}``
     Enum member               ``{"$enum":["module:Qualname","NAME"]}``
     dataclass instance        ``{"$dataclass":["module:Qualname",{...}]}``
+    pydantic model instance   ``{"$model":["module:Qualname",{...}]}``
     dict with non-str keys    ``{"$dict":[[key,value],...]}``
     nan / inf / -inf          ``{"$float":"nan"}``, ...
     anything else             ``{"$pickle":"<base64 cloudpickle>"}``
@@ -918,14 +1047,138 @@ def flow_reference(fn: Callable[..., Any]) -> tuple[str, bytes | None]:
         if found is not None and _same_function(found, fn):
             return f"{module}:{qualname}", None
     try:
-        blob: bytes = cloudpickle.dumps(fn)
+        places, sources = _code_places(fn)
+        blob: bytes = cloudpickle.dumps((fn, places, sources))
     except Exception as error:  # noqa: BLE001
         raise SerializationError(
             f"flow {_flow_name(fn)} cannot be stored: it is not importable by name and "
             f"cloudpickle cannot pickle it ({_describe_exception(error)}); define the "
             "flow at module level in an importable module"
         ) from error
+    _remember_original(blob, fn)
     return BY_VALUE, blob
+
+
+# A flow stored by value runs, in the process that started it, as the original function
+# (tracebacks, debuggers and inspect.getsource see its real file); other processes run the
+# unpickled copy, whose code objects get their file names back (see _restore_places).
+_ORIGINALS: OrderedDict[str, Callable[..., Any]] = OrderedDict()
+_ORIGINALS_LOCK = threading.Lock()
+_MAX_ORIGINALS = 1024
+_MAX_SOURCE = 1 << 20  # bytes of source text stored with a flow, at most
+
+
+def _remember_original(blob: bytes, fn: Callable[..., Any]) -> None:
+    digest = hashlib.sha256(blob).hexdigest()
+    with _ORIGINALS_LOCK:
+        _ORIGINALS[digest] = fn
+        _ORIGINALS.move_to_end(digest)
+        while len(_ORIGINALS) > _MAX_ORIGINALS:
+            _ORIGINALS.popitem(last=False)
+
+
+def _functions_reachable(fn: Any, limit: int = 256) -> list[types.FunctionType]:
+    """The plain functions a flow is made of: itself, what it wraps, and the functions
+    (and steps, flows) it names as globals or closes over, transitively."""
+    out: list[types.FunctionType] = []
+    seen: set[int] = set()
+    todo = [fn]
+    while todo and len(out) < limit:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        todo.extend(x for x in _unwrap_chain(obj)[1:] if id(x) not in seen)
+        if not isinstance(obj, types.FunctionType) or (out and _importable(obj)):
+            continue  # an importable function is pickled by reference: its file is its own
+        out.append(obj)
+        names: set[str] = set()
+        codes = [obj.__code__]
+        while codes:
+            code = codes.pop()
+            names.update(code.co_names)
+            codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        glb = obj.__globals__
+        todo.extend(glb[n] for n in names if n in glb and callable(glb[n]) and not isinstance(glb[n], type))
+        for cell in obj.__closure__ or ():
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if callable(content) and not isinstance(content, type):
+                todo.append(content)
+    return out
+
+
+def _importable(func: types.FunctionType) -> bool:
+    module, qualname = func.__module__, func.__qualname__
+    if not isinstance(module, str) or module == "__main__" or "<locals>" in qualname or "<lambda>" in qualname:
+        return False
+    try:
+        return _resolve(module, qualname) is func
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _code_key(code: types.CodeType) -> str:
+    return f"{code.co_qualname}@{code.co_firstlineno}"
+
+
+_PLACES: weakref.WeakKeyDictionary[Any, tuple[dict[str, str], dict[str, list[str]]]] = weakref.WeakKeyDictionary()
+
+
+def _code_places(fn: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Where the code of a flow stored by value lives: ``{qualname@line: file}`` and the files' lines."""
+    try:
+        return _PLACES[fn]
+    except (KeyError, TypeError):
+        pass
+    found = _find_places(fn)
+    try:
+        _PLACES[fn] = found
+    except TypeError:
+        pass
+    return found
+
+
+def _find_places(fn: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
+    places: dict[str, str] = {}
+    for func in _functions_reachable(fn):
+        codes = [func.__code__]
+        while codes:
+            code = codes.pop()
+            places[_code_key(code)] = code.co_filename
+            codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    sources: dict[str, list[str]] = {}
+    budget = _MAX_SOURCE
+    for filename in sorted(set(places.values())):
+        if filename.startswith("<"):
+            continue
+        lines = linecache.getlines(filename)
+        size = sum(len(line) for line in lines)
+        if lines and size <= budget:
+            sources[filename] = lines
+            budget -= size
+    return places, sources
+
+
+def _with_places(code: types.CodeType, places: dict[str, str]) -> types.CodeType:
+    consts = tuple(_with_places(c, places) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    filename = places.get(_code_key(code), code.co_filename)
+    if filename == code.co_filename and consts == code.co_consts:
+        return code
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _restore_places(fn: Any, places: dict[str, str], sources: dict[str, list[str]]) -> None:
+    """Give an unpickled flow's code objects their file names back, and make the source
+    known to :mod:`linecache` where the file is not on this machine (whatever name the
+    cloudpickle version gave the code)."""
+    for func in _functions_reachable(fn):
+        func.__code__ = _with_places(func.__code__, places)
+    for filename, lines in sources.items():
+        if not os.path.exists(filename) and filename not in linecache.cache:
+            linecache.cache[filename] = (sum(len(line) for line in lines), None, list(lines), filename)
 
 
 def load_flow(ref: str, blob: bytes | None) -> Callable[..., Any]:
@@ -943,14 +1196,22 @@ def load_flow(ref: str, blob: bytes | None) -> Callable[..., Any]:
             it, the object is not callable, or the blob cannot be unpickled.
     """
     if blob is not None:
+        with _ORIGINALS_LOCK:
+            original = _ORIGINALS.get(hashlib.sha256(blob).hexdigest())
+        if original is not None:
+            return original
         try:
-            loaded = pickle.loads(blob)
+            loaded, places, sources = pickle.loads(blob)
         except Exception as error:  # noqa: BLE001
             raise FlowNotFound(
                 f"flow {ref!r} was stored by value and cannot be unpickled "
                 f"({_describe_exception(error)}); the modules it uses must be importable "
                 "by the process that opens the journal"
             ) from error
+        try:
+            _restore_places(loaded, places, sources)
+        except Exception:  # noqa: BLE001 - only tracebacks would be the worse for it
+            pass
     else:
         try:
             module, qualname = _split_reference(ref)
@@ -984,15 +1245,19 @@ class ErrorInfo:
             alone (``"ValueError"``).
         message: ``str(exc)``.
         traceback: the full formatted traceback text.
+        verified: False when it was read without the journal's key (its signature was
+            not checked).
     """
 
     type: str
     message: str
     traceback: str
+    verified: bool = True
 
     def __str__(self) -> str:
         """Return ``"ValueError: boom"`` (just the type when the message is empty)."""
-        return f"{self.type}: {self.message}" if self.message else self.type
+        text = f"{self.type}: {self.message}" if self.message else self.type
+        return text if self.verified else text + " (unverified)"
 
 
 def _exception_type_name(exc: BaseException) -> str:
@@ -1063,11 +1328,12 @@ def dump_error(exc: BaseException) -> str:
     )
 
 
-def load_error(text: str) -> tuple[ErrorInfo, BaseException | None]:
+def load_error(text: str, *, rebuild: bool = True) -> tuple[ErrorInfo, BaseException | None]:
     """Read back what :func:`dump_error` wrote.
 
     Args:
         text: the JSON text.
+        rebuild: unpickle the exception (only for text whose signature was checked).
 
     Returns:
         The :class:`ErrorInfo`, and the rebuilt exception or None when it was not
@@ -1092,7 +1358,7 @@ def load_error(text: str) -> tuple[ErrorInfo, BaseException | None]:
     info = ErrorInfo(type=data["type"], message=data["message"], traceback=data["traceback"])
     exc: BaseException | None = None
     blob = data.get("pickle")
-    if isinstance(blob, str):
+    if isinstance(blob, str) and rebuild:
         try:
             loaded = pickle.loads(base64.b64decode(blob.encode("ascii"), validate=True))
         except Exception:  # noqa: BLE001 - the text description is still available

@@ -7,10 +7,14 @@ import enum
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CorruptRecord, SerializerMismatch
-from .serialization import ErrorInfo, load_error
+from .serialization import ErrorInfo
+from .signing import METADATA, PROGRESS, RESULT, STEP_ERROR
+
+if TYPE_CHECKING:
+    from .codec import Codec
 
 
 def parse_ts(text: str | None) -> _dt.datetime | None:
@@ -38,6 +42,38 @@ class State(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def parse_state(state: object) -> State:
+    """A :class:`State` from a state or its name.
+
+    Raises:
+        TypeError: not a str.
+        ValueError: no such state (the message lists the states).
+    """
+    if isinstance(state, State):
+        return state
+    if not isinstance(state, str):
+        raise TypeError(f"a state is a str or an actorflow.State, not {type(state).__name__}")
+    try:
+        return State(state)
+    except ValueError:
+        names = ", ".join(s.value for s in State)
+        raise ValueError(f"{state!r} is not a run state; the states are: {names}") from None
+
+
+def check_listing(state: object, limit: object) -> tuple[str | None, int]:
+    """Check the ``state`` and ``limit`` of a listing (``list_runs``).
+
+    Raises:
+        TypeError: ``limit`` is not an int, or ``state`` not a str.
+        ValueError: ``limit`` is negative, or ``state`` names no state.
+    """
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError(f"limit must be an int, not {limit!r}")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, not {limit!r}")
+    return (parse_state(state).value if state is not None else None), limit
 
 
 TERMINAL_STATES = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMED_OUT})
@@ -149,10 +185,10 @@ def status_table(statuses: Iterable[RunStatus]) -> str:
     """Return a table of run statuses, one line each: id, flow, state, times, and outcome."""
     rows = []
     for s in statuses:
-        if s.state is State.COMPLETED:
-            outcome = _short(s.result, 40)
-        elif s.error is not None:
+        if s.error is not None:
             outcome = _short(str(s.error), 40)
+        elif s.state is State.COMPLETED:
+            outcome = _short(s.result, 40)
         elif s.progress is not None:
             outcome = "progress " + _short(s.progress, 31)
         else:
@@ -211,19 +247,21 @@ class StepList(list[StepStatus]):
         return format_table(("seq", "step", "state", "attempts", "started_at", "completed_at", "last error"), rows)
 
 
-def steps_from_rows(run_id: str, rows: Iterable[dict[str, Any]]) -> StepList:
+def steps_from_rows(run_id: str, rows: Iterable[dict[str, Any]], codec: Codec) -> StepList:
     """Build a :class:`StepList` from ``steps`` rows.
 
     Raises:
-        CorruptRecord: a row cannot be decoded.
+        CorruptRecord: a row cannot be decoded (:class:`~actorflow.TamperedRecord`: its
+            error does not verify).
     """
     out = StepList()
     for row in rows:
         try:
-            error = load_error(row["error"])[0] if row.get("error") else None
+            seq = int(row["seq"])
+            error = codec.load_error(row["error"], run_id, STEP_ERROR, seq)[0] if row.get("error") else None
             out.append(
                 StepStatus(
-                    seq=int(row["seq"]),
+                    seq=seq,
                     name=row["name"],
                     state=row["state"],
                     attempts=int(row["attempts"] or 0),
@@ -233,24 +271,54 @@ def steps_from_rows(run_id: str, rows: Iterable[dict[str, Any]]) -> StepList:
                     retry_at=parse_ts(row.get("retry_at")),
                 )
             )
+        except CorruptRecord:
+            raise
         except Exception as exc:
             raise CorruptRecord(run_id, "steps", str(exc)) from exc
     return out
 
 
-def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
-    """Build a :class:`RunStatus` from a ``runs`` row, decoding its stored values.
+def damage_info(exc: BaseException) -> ErrorInfo:
+    """The :class:`ErrorInfo` a listing shows for a run whose row cannot be read."""
+    return ErrorInfo(type=f"actorflow.{type(exc).__name__}", message=str(exc), traceback="")
+
+
+def status_from_row(row: dict[str, Any], codec: Codec, *, strict: bool = True) -> RunStatus:
+    """Build a :class:`RunStatus` from a ``runs`` row, checking and decoding its stored values.
+
+    Args:
+        row: the row.
+        codec: the runtime's (or view's) codec.
+        strict: raise for a value that cannot be read; False (listings) shows the run
+            with that value None and the reason as its ``error``, so one damaged row
+            does not hide the others.
 
     Raises:
-        CorruptRecord: a column cannot be decoded (the row was edited or damaged).
+        CorruptRecord: a column cannot be decoded (the row was edited or damaged);
+            :class:`~actorflow.TamperedRecord` when its signature does not verify.
     """
     run_id = row.get("id", "?")
-    codec = getattr(serializer, "name", None)
-    if row.get("codec") is not None and codec is not None and row["codec"] != codec:
-        raise SerializerMismatch(run_id, row["codec"], codec)
+    if row.get("codec") is not None and row["codec"] != codec.name:
+        if strict:
+            raise SerializerMismatch(run_id, row["codec"], codec.name)
+    damage: list[CorruptRecord] = []
 
-    def load(column: str) -> Any:
-        return _decode(run_id, column, row.get(column), serializer.loads)
+    def load(column: str, kind: str) -> Any:
+        data = row.get(column)
+        if data is None:
+            return None
+        try:
+            return codec.loads(data, run_id, kind)
+        except CorruptRecord as exc:
+            if strict:
+                raise
+            damage.append(exc)
+        except Exception as exc:
+            error = CorruptRecord(run_id, column, str(exc))
+            if strict:
+                raise error from exc
+            damage.append(error)
+        return None
 
     try:
         state = State(row["state"])
@@ -259,24 +327,34 @@ def status_from_row(row: dict[str, Any], serializer: Any) -> RunStatus:
     error = None
     if row.get("error") is not None:
         try:
-            error = load_error(row["error"])[0]
+            error = codec.load_error(row["error"], run_id)[0]
+        except CorruptRecord as exc:
+            if strict:
+                raise
+            damage.append(exc)
         except Exception as exc:
-            raise CorruptRecord(run_id, "error", str(exc)) from exc
+            if strict:
+                raise CorruptRecord(run_id, "error", str(exc)) from exc
+            damage.append(CorruptRecord(run_id, "error", str(exc)))
     try:
         created, started, completed = (parse_ts(row.get(c)) for c in ("created_at", "started_at", "completed_at"))
     except (TypeError, ValueError) as exc:
         raise CorruptRecord(run_id, "created_at/started_at/completed_at", str(exc)) from exc
-    metadata = load("metadata")
+    metadata = load("metadata", METADATA)
+    result = load("result", RESULT) if state is State.COMPLETED else None
+    progress = load("progress", PROGRESS)
+    if damage:
+        error = damage_info(damage[0])
     return RunStatus(
         id=run_id,
         flow=row.get("flow") or "?",
         state=state,
-        result=load("result") if state is State.COMPLETED else None,
+        result=result,
         error=error,
         created_at=created,
         started_at=started,
         completed_at=completed,
-        progress=load("progress"),
+        progress=progress,
         parent_id=row.get("parent_id"),
         attempt=int(row.get("attempt") or 0),
         metadata=metadata if isinstance(metadata, dict) else {},
@@ -297,18 +375,19 @@ def _decode(run_id: str, column: str, data: Any, decode: Callable[[Any], Any]) -
         raise CorruptRecord(run_id, column, str(exc)) from exc
 
 
-def result_from_row(row: dict[str, Any], serializer: Any) -> Any:
+def result_from_row(row: dict[str, Any], codec: Codec) -> Any:
     """The value of a finished run's row, or raise how it ended.
 
     Raises:
         RunFailed: the flow raised (its exception as ``__cause__`` when it can be rebuilt).
         RunCancelled: the run was cancelled.
         RunTimedOut: the run exceeded its flow timeout.
+        TamperedRecord: its result or error does not verify.
         LookupError: the run has not finished.
     """
     from .errors import RunCancelled, RunFailed, RunTimedOut
 
-    status = status_from_row(row, serializer)
+    status = status_from_row(row, codec)
     run_id = status.id
     if status.state is State.COMPLETED:
         return status.result
@@ -317,7 +396,7 @@ def result_from_row(row: dict[str, Any], serializer: Any) -> Any:
     if status.state is State.TIMED_OUT:
         raise RunTimedOut(f"run {run_id} ({status.flow}) exceeded its flow timeout", run_id=run_id)
     if status.state is State.FAILED:
-        cause = load_error(row["error"])[1] if row.get("error") else None
+        cause = codec.load_error(row["error"], run_id)[1] if row.get("error") else None
         raise RunFailed(f"run {run_id} ({status.flow}) failed: {status.error}", run_id=run_id, error=status.error) from cause
     raise LookupError(f"run {run_id} has not finished (it is {status.state.value})")
 

@@ -35,7 +35,10 @@ from .errors import RuntimeClosed, RunTimedOut, SerializationError
 from .execution import Execution
 from .flows import flow_name, flow_timeout, run_options
 from .journal import now_iso
-from .serialization import Serializer, describe_unserializable, dump_error, flow_reference
+from . import signing
+from .codec import Codec
+from .flows import check_arguments
+from .serialization import describe_unserializable, flow_reference
 from .timers import Timers
 
 log = logging.getLogger("actorflow")
@@ -68,7 +71,7 @@ class Supervisor(Actor):
 
     Args:
         journal: the journal actor.
-        serializer: serializes arguments, metadata and results.
+        codec: serializes and signs arguments, metadata and results.
         concurrency: how many runs may execute at once; more wait as ``pending``. 0 makes
             a client: it starts, inspects and signals runs, and other runtimes execute them.
         owner: the runtime's incarnation id.
@@ -89,7 +92,7 @@ class Supervisor(Actor):
         self,
         journal: pykka.ActorRef[Any],
         registry: pykka.ActorRef[Any],
-        serializer: Serializer,
+        codec: Codec,
         concurrency: int,
         owner: str,
         answer_timeout: float,
@@ -118,7 +121,7 @@ class Supervisor(Actor):
         self._max_recoveries = max_recoveries
         self._timers = Timers(clock=self._clock.time)
         self._journal = journal
-        self._serializer = serializer
+        self._codec = codec
         self._concurrency = concurrency
         self._owner = owner
         self._answer_timeout = answer_timeout
@@ -363,6 +366,10 @@ class Supervisor(Actor):
         priority = int(options.get("priority", 0))
         metadata = msg.metadata if msg.metadata is not None else options.get("metadata")
         key = msg.idempotency_key if msg.idempotency_key is not None else options.get("idempotency_key")
+        if not msg.checked:
+            args_t, kwargs_d = check_arguments(fn, msg.args, msg.kwargs)
+        else:
+            args_t, kwargs_d = tuple(msg.args), dict(msg.kwargs)
         try:
             ref, blob = self._refs[fn]
         except (KeyError, TypeError):
@@ -372,28 +379,31 @@ class Supervisor(Actor):
                     self._refs[fn] = (ref, blob)
                 except TypeError:  # an unhashable callable
                     pass
-        dumps = self._serializer.dumps
+        run_id = msg.run_id or new_run_id()
+        codec = self._codec
         try:
-            args = dumps(list(msg.args))
-            kwargs = dumps(dict(msg.kwargs))
+            args = codec.dumps(list(args_t), run_id, signing.ARGS)
+            kwargs = codec.dumps(kwargs_d, run_id, signing.KWARGS)
         except Exception as exc:
-            named = [(f"args[{i}]", v) for i, v in enumerate(msg.args)]
-            named += [(f"kwargs[{k!r}]", v) for k, v in msg.kwargs.items()]
-            raise describe_unserializable(self._serializer, named) or SerializationError(
+            named = [(f"args[{i}]", v) for i, v in enumerate(args_t)]
+            named += [(f"kwargs[{k!r}]", v) for k, v in kwargs_d.items()]
+            raise describe_unserializable(codec.serializer, named) or SerializationError(
                 f"the arguments cannot be serialized: {exc}"
             ) from exc
         try:
-            meta = dumps(dict(metadata)) if metadata else None
+            meta = codec.dumps(dict(metadata), run_id, signing.METADATA) if metadata else None
         except Exception as exc:
             raise SerializationError(f"the run's metadata cannot be serialized: {exc}", argument="metadata") from exc
+        if blob is not None:
+            blob = codec.seal(blob, run_id, signing.FLOW)
         at = now_iso()
         timeout = flow_timeout(fn)
         return {
-            "id": msg.run_id or new_run_id(),
+            "id": run_id,
             "flow": flow_name(fn),
             "flow_ref": ref,
             "flow_blob": blob,
-            "codec": getattr(self._serializer, "name", type(self._serializer).__name__),
+            "codec": codec.name,
             "args": args,
             "kwargs": kwargs,
             "state": "pending",
@@ -507,7 +517,7 @@ class Supervisor(Actor):
 
     def _send_event(self, msg: m.SendEvent, reply_to: pykka.Future[Any]) -> None:
         try:
-            payload = self._serializer.dumps(msg.payload)
+            payload = self._codec.serializer.dumps(msg.payload)  # signed by the journal, which knows the run
         except Exception as exc:
             raise SerializationError(f"the event's payload cannot be serialized: {exc}", argument="payload") from exc
         if not isinstance(msg.topic, str) or not msg.topic:
@@ -529,7 +539,8 @@ class Supervisor(Actor):
         self._waiting.pop(run_id, None)  # a passivated run times out without waking up
         error = RunTimedOut(f"run {run_id} exceeded its flow timeout", run_id=run_id)
         # fenced in the journal: a run that has ended meanwhile is left as it is
-        self._journal.tell(m.FinishRun(run_id, "timed_out", now_iso(), error=dump_error(error), cascade=self.actor_ref))
+        self._journal.tell(m.FinishRun(run_id, "timed_out", now_iso(), error=self._codec.dump_error(error, run_id),
+                                       cascade=self.actor_ref))
 
     # -- cancel -----------------------------------------------------------------------
 
@@ -544,7 +555,7 @@ class Supervisor(Actor):
     def _admit(self, row: m.Row) -> None:
         if self._closing or row["id"] in self._running or self._concurrency == 0:
             return
-        codec = getattr(self._serializer, "name", type(self._serializer).__name__)
+        codec = self._codec.name
         if row.get("codec", codec) != codec:
             log.error(
                 "run %s was stored with serializer %r but this runtime uses %r: left as it is; "
@@ -563,7 +574,7 @@ class Supervisor(Actor):
         control = RunControl()
         self._running[row["id"]] = control
         Execution.start(
-            row, self._journal, self.actor_ref, self._registry, self._serializer, control, self._owner,
+            row, self._journal, self.actor_ref, self._registry, self._codec, control, self._owner,
             self._pool, self._max_recoveries, self.pressure, self._passivate_after, self._clock, inserted,
         )  # fmt: skip
 

@@ -60,3 +60,10 @@ def cut_off(db_path: str, flow: Any, name: str, *args: Any, **options: Any) -> s
         assert arrived(name).wait(30), f"the run never reached {name!r}"
         rt.shutdown(timeout=0.05)
     return run.id
+
+
+def stored_text(value: Any) -> Any:
+    """The serialized value inside a signed journal payload (its signature not checked)."""
+    from actorflow.signing import Signer
+
+    return Signer.unchecked(value)

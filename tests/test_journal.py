@@ -167,14 +167,18 @@ def test_read_only_database_fails_clearly() -> None:
             actorflow.Runtime({db_path!r})
         except actorflow.JournalError as exc:
             print("JournalError:", exc)
+        print("files:", sorted(os.listdir({folder!r})))
         with actorflow.inspect({db_path!r}) as view:
             print("result:", view.result({run_id!r}))
     """
-    child = run_child(code)
-    out, err = child.communicate(timeout=30)
-    shutil.rmtree(folder)
+    out, err = run_child(code).communicate(timeout=30)
     assert "JournalError:" in out, err
-    assert "read-only" in out or "unable to open" in out, out
+    assert "read-only" in out, out
+    assert "files: ['journal.db', 'journal.db.key']" in out, out  # no -wal or -shm left behind
+    assert "result: Unverified(2)" in out, err  # the key file is the owner's only: not verified
+    os.chmod(db_path + ".key", 0o444)  # a reader given the key verifies
+    out, err = run_child(code).communicate(timeout=30)
+    shutil.rmtree(folder)
     assert "result: 2" in out, err
 
 

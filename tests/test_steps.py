@@ -15,7 +15,7 @@ import pytest
 import actorflow
 from tests import flows
 from tests.flows import arrived, calls, gate
-from tests.helpers import committed_steps, cut_off, run_child
+from tests.helpers import committed_steps, cut_off, run_child, stored_text
 
 
 def test_a_step_outside_a_run_is_a_plain_call() -> None:
@@ -59,7 +59,7 @@ def test_ctx_now_random_uuid_are_replayed(db_path: str) -> None:
         now, rnd, uid = rt.result(run_id, timeout=10)
     assert isinstance(now, dt.datetime) and now.tzinfo is not None
     assert isinstance(rnd, float) and isinstance(uid, uuid.UUID)
-    assert [now, rnd, uid] == [actorflow.JSONSerializer().loads(v) for v in first]
+    assert [now, rnd, uid] == [actorflow.JSONSerializer().loads(stored_text(v)) for v in first]
 
 
 def test_non_determinism_is_detected_and_fails_the_run(db_path: str) -> None:
