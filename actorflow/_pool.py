@@ -26,9 +26,11 @@ class WorkerPool:
     Args:
         size: the most threads the pool keeps.
         name: prefix of the threads' names.
+        thread_class: the class of its threads.
     """
 
-    def __init__(self, size: int, name: str = "actorflow-worker") -> None:
+    def __init__(self, size: int, name: str = "actorflow-worker", thread_class: type[threading.Thread] = threading.Thread) -> None:
+        self._thread_class = thread_class
         self._size = size
         self._name = name
         self._queue: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
@@ -43,7 +45,7 @@ class WorkerPool:
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
             if self._idle == 0 and len(self._threads) < self._size:
-                thread = threading.Thread(target=self._work, name=f"{self._name}-{next(_names)}", daemon=True)
+                thread = self._thread_class(target=self._work, name=f"{self._name}-{next(_names)}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
             else:

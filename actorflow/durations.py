@@ -6,6 +6,7 @@ import datetime as _dt
 import re
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_SECONDS = 100 * 366 * 86400.0
 _TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 
 
@@ -15,7 +16,7 @@ def parse_duration(value: float | int | _dt.timedelta | str) -> float:
     Several parts add up: ``"1h 30m"``.
 
     Raises:
-        ValueError: negative, or text that is not a duration.
+        ValueError: negative, infinite or NaN, over 100 years, or text that is not a duration.
         TypeError: another type.
     """
     if isinstance(value, bool):
@@ -38,6 +39,11 @@ def parse_duration(value: float | int | _dt.timedelta | str) -> float:
         raise TypeError(f"a duration is seconds, a timedelta or text like '10m', not {type(value).__name__}")
     if seconds != seconds or seconds < 0:  # NaN or negative
         raise ValueError(f"a duration must be >= 0, not {value!r}")
+    if seconds == float("inf") or seconds > _MAX_SECONDS:
+        raise ValueError(
+            f"a duration must be finite and at most 100 years, not {value!r}; to wait without a deadline, "
+            "wait for an event (ctx.wait_event) with timeout=None"
+        )
     return seconds
 
 

@@ -175,6 +175,8 @@ class Execution(Actor):
         self.queue: str | None = row.get("queue")
         # the future of the handle start() returned, resolved with the final row (see StartRun.done)
         self.done: pykka.Future[Any] | None = row.get("_done")
+        self.thread = 0  # the thread the flow runs in (checkpointed calls come from it only)
+        self.ended = False  # the execution has stopped
 
     def _start_actor_loop(self) -> None:
         # pykka's extension point for actor types: run the loop on a pool thread; for a run
@@ -201,6 +203,7 @@ class Execution(Actor):
         except Exception:
             log.exception("run %s: the execution actor failed", self.run_id)
         finally:
+            self.ended = True
             p = self.passivated
             try:
                 if p is not None:
@@ -411,6 +414,13 @@ class Execution(Actor):
             raise ActorflowError(
                 f"{name.split(':')[0].replace('actorflow.', 'ctx.')}() was called inside a step; waits, child "
                 "runs, hooks and stream writes belong to the flow's own code: call it from the flow"
+            )
+        if threading.get_ident() != self.thread:
+            raise ActorflowError(
+                f"{name.split(':')[0].replace('actorflow.', 'ctx.')} was called in run {self.run_id} from another thread "
+                "than its flow's (the run context was copied into it): checkpointed calls are numbered in the order "
+                "the flow makes them, which other threads would make unpredictable. Make them from the flow's own "
+                "thread; run parallel work as child runs (ctx.start, then ctx.gather)"
             )
         self.checkpoint()
         self.seq += 1
@@ -673,6 +683,7 @@ class Execution(Actor):
     # -- the run ----------------------------------------------------------------------
 
     def _execute(self) -> None:
+        self.thread = threading.get_ident()
         if self.control.abandon.is_set():
             return
         if self._inserted is not None:

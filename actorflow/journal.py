@@ -694,7 +694,10 @@ class Journal(Actor):
         if isinstance(message, m.ClaimOrphans) and not self._claim_needed_safely(message):
             # the common case: nothing to take over or claim; answer without a write transaction
             if message.notify is not None:
-                message.notify.tell(m.Claimed(()))
+                try:
+                    message.notify.tell(m.Claimed(()))
+                except pykka.ActorDeadError:  # the supervisor stopped meanwhile (shutting down)
+                    pass
             if self._pending and self.actor_inbox.empty():
                 self._flush()  # writes queued before it still go out now
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import logging
@@ -78,6 +79,22 @@ def check_timeout(timeout: object) -> float | None:
 
 # runtimes not shut down yet: released at interpreter exit (see _release_at_exit)
 _OPEN: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _release_at_exit() -> None:
+    """Shut down the runtimes a program left open when it exits (no wait for their runs).
+
+    Their unfinished runs are released at once, and their rows in the ``runtimes`` table
+    removed, so that the next runtime on the journal takes the runs without waiting.
+    """
+    for rt in list(_OPEN):
+        try:
+            rt.shutdown(timeout=0)
+        except Exception:  # noqa: BLE001 - the process is exiting: the lease runs out on its own
+            log.debug("could not shut %r down at exit", rt, exc_info=True)
+
+
+atexit.register(_release_at_exit)
 
 
 class Runtime:
@@ -580,6 +597,7 @@ class Runtime:
             if self._closed:
                 return
             self._closed = True
+        _OPEN.discard(self)
         drained: Reply[Any] = Reply()
         try:
             self.supervisor.tell(m.Drain(drained))
@@ -588,7 +606,7 @@ class Runtime:
             except pykka.Timeout:
                 self.supervisor.tell(m.Abandon())
                 try:  # flows stop at their next checkpoint; waits for journal answers give up
-                    drained.get(timeout=min(2.0, timeout if timeout is not None else 2.0))
+                    drained.get(timeout=2.0)
                 except pykka.Timeout:
                     log.warning("some flows did not reach a checkpoint; their threads are left to end")
         finally:

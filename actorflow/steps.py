@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextvars
 import datetime as _dt
 import functools
+import sys
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -65,8 +67,10 @@ class Step:
 
     Called from a flow executing in a run, its result (or its final failure) is
     checkpointed before the flow moves on, and a replay returns the checkpoint instead of
-    calling the function again. Called anywhere else, including from inside another
-    step, it is a plain call.
+    calling the function again. Called from inside another step, or outside any run, it
+    is a plain call. Called from a thread the flow started (a ``ThreadPoolExecutor``),
+    or with the flow's context copied into another thread, it raises
+    :class:`~actorflow.ActorflowError`: its result could not be checkpointed in order.
 
     Attributes:
         fn: the function.
@@ -88,7 +92,11 @@ class Step:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         ctx = _current_run.get()
-        if ctx is None or _current_step.get() is not None:
+        if ctx is None:
+            if _FLOW_THREADS:
+                _refuse_in_flow_thread(self.name)
+            return self.fn(*args, **kwargs)
+        if _current_step.get() is not None:
             return self.fn(*args, **kwargs)
         return ctx._execution.run_step(self, args, kwargs)
 
@@ -99,6 +107,48 @@ class Step:
 
     def __repr__(self) -> str:
         return f"<Step {self.name}>"
+
+
+# Threads a flow started (from its own code, not from a step's body) while it executes: a
+# step called in one of them has no run context, and would run without a checkpoint, so it
+# raises instead. Flows run on FlowThreads; a thread created in one reads its creator's
+# daemon flag (threading.Thread.__init__ does, unless daemon= is given), which is where a
+# FlowThread notes the new thread and the run it was created for.
+_FLOW_THREADS: weakref.WeakKeyDictionary[threading.Thread, Any] = weakref.WeakKeyDictionary()
+
+
+class FlowThread(threading.Thread):
+    """A thread that executes flows; notes the threads a flow creates (see :meth:`Step.__call__`)."""
+
+    @property
+    def daemon(self) -> bool:
+        """As :attr:`threading.Thread.daemon`."""
+        if self is threading.current_thread():
+            ctx = _current_run.get()
+            if ctx is not None and _current_step.get() is None:
+                child = sys._getframe(1).f_locals.get("self")  # the Thread being made (its __init__ asks)
+                if isinstance(child, threading.Thread) and child is not self:
+                    try:
+                        _FLOW_THREADS[child] = weakref.ref(ctx)
+                    except TypeError:
+                        pass
+        return bool(threading.Thread.daemon.fget(self))  # type: ignore[attr-defined]  # the base property
+
+    @daemon.setter
+    def daemon(self, value: bool) -> None:
+        threading.Thread.daemon.fset(self, value)  # type: ignore[attr-defined]
+
+
+def _refuse_in_flow_thread(name: str) -> None:
+    ref = _FLOW_THREADS.get(threading.current_thread())
+    ctx = ref() if ref is not None else None
+    if ctx is None or ctx._execution.ended:
+        return
+    raise ActorflowError(
+        f"step {name!r} was called from a thread that run {ctx.run_id}'s flow started (a ThreadPoolExecutor, say): "
+        "there it has no run context and its result would not be checkpointed. Call steps from the flow's own "
+        "thread, or run parallel work as child runs (ctx.start, then ctx.gather)"
+    )
 
 
 @overload

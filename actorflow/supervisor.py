@@ -39,6 +39,7 @@ from . import signing
 from .codec import Codec
 from .flows import check_arguments
 from .serialization import describe_unserializable, flow_reference
+from .steps import FlowThread
 from .timers import Timers
 
 log = logging.getLogger("actorflow")
@@ -137,7 +138,7 @@ class Supervisor(Actor):
         self.pressure = Pressure()
         self._closing = False
         self._drained: list[pykka.Future[Any]] = []
-        self._pool = WorkerPool(concurrency, name="actorflow-run")
+        self._pool = WorkerPool(concurrency, name="actorflow-run", thread_class=FlowThread)
         self._refs: dict[Any, tuple[str, bytes | None]] = {}  # flow → import reference
 
     def on_start(self) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
+
 import actorflow
 
 # Events the tests use to hold flows at a known point (same process only).
@@ -649,3 +651,72 @@ def step_sleep_step(ctx: actorflow.Context, log: str, i: int) -> int:
     ctx.sleep(0.2)  # gives up its slot (passivate_after is shorter in the test)
     logged_span(log, i, "b")
     return i
+
+
+# -- trust: signed payloads, validation, threads ----------------------------------------
+
+
+@actorflow.step
+def shout(text: str) -> str:
+    return text.upper()
+
+
+@actorflow.flow
+def shouts(ctx: actorflow.Context, text: str) -> str:
+    return shout(text)
+
+
+@actorflow.flow
+def step_in_pool(ctx: actorflow.Context, text: str) -> str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(shout, text).result()
+
+
+@actorflow.flow
+def blocks_on_other_run(ctx: actorflow.Context, path: str) -> Any:
+    other = RUNTIMES[path].start(add, 1, 2)
+    return other.result(timeout=30)
+
+
+RUNTIMES: dict[str, actorflow.Runtime] = {}
+
+
+def _positive(a: int, b: int) -> None:
+    if a < 0 or b < 0:
+        raise ValueError("both numbers must be >= 0")
+
+
+@actorflow.flow(validate=_positive)
+def add_positive(ctx: actorflow.Context, a: int, b: int) -> int:
+    return a + b
+
+
+@actorflow.flow
+def chunks_and_steps(ctx: actorflow.Context) -> int:
+    ctx.write("first")
+    ctx.write("second")
+    return double(21)
+
+
+class Signup(pydantic.BaseModel):
+    email: str
+    age: int
+
+
+class SignupArgs(pydantic.BaseModel):
+    email: str
+    age: int = pydantic.Field(ge=0)
+
+
+@actorflow.flow(validate=SignupArgs)
+def signup(ctx: actorflow.Context, email: str, age: int) -> Signup:
+    assert isinstance(age, int)  # converted by the validator before it was stored
+    return Signup(email=email, age=age)
+
+
+@actorflow.flow
+def echo_model(ctx: actorflow.Context, model: Signup) -> Signup:
+    assert isinstance(model, Signup)
+    return model
