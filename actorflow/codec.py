@@ -74,6 +74,28 @@ class Codec:
             return ser.loads_unverified(self.serializer, Signer.unchecked(stored))
         return self.serializer.loads(self._signer.unseal(stored, run_id, kind, seq))
 
+    def dumps_arguments(self, args: list[Any], kwargs: dict[str, Any], run_id: str) -> tuple[Any, Any]:
+        """Serialize a run's arguments: the positional ones signed, with a signature that covers the keywords too.
+
+        Returns:
+            ``(args column, kwargs column)``.
+        """
+        serializer = self.serializer
+        kw_text = serializer.dumps(kwargs)
+        return self._signer.seal(serializer.dumps(args), run_id, signing.ARGS, 0, kw_text), kw_text
+
+    def loads_arguments(self, args_stored: Any, kwargs_stored: Any, run_id: str) -> tuple[Any, Any]:
+        """Check and decode a run's arguments (see :meth:`dumps_arguments`).
+
+        Raises:
+            TamperedRecord: either column was changed.
+        """
+        if not self._signer.has_key:
+            return (ser.loads_unverified(self.serializer, Signer.unchecked(args_stored)),
+                    ser.loads_unverified(self.serializer, kwargs_stored))  # fmt: skip
+        args_text = self._signer.unseal(args_stored, run_id, signing.ARGS, 0, kwargs_stored)
+        return self.serializer.loads(args_text), self.serializer.loads(kwargs_stored)
+
     # -- errors -------------------------------------------------------------------------
 
     def dump_error(self, exc: BaseException, run_id: str, kind: str = signing.ERROR, seq: int = 0) -> str:

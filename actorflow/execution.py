@@ -52,7 +52,7 @@ from .journal import now_iso, parse_ts
 from .registry import condition_met
 from .codec import Codec
 from .serialization import ErrorInfo, error_info
-from .signing import ARGS, CHUNK, KWARGS, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, event_kind
+from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, event_kind
 from .status import TERMINAL_NAMES
 from .steps import Step, StepInfo, _current_step
 from .timers import EARLY
@@ -727,8 +727,7 @@ class Execution(Actor):
         try:
             codec, run_id = self.codec, self.run_id
             fn = codec.load_flow(row["flow_ref"], row["flow_blob"], run_id)
-            args = codec.loads(row["args"], run_id, ARGS)
-            kwargs = codec.loads(row["kwargs"], run_id, KWARGS)
+            args, kwargs = codec.loads_arguments(row["args"], row["kwargs"], run_id)
             metadata = codec.loads(row["metadata"], run_id, METADATA) if row["metadata"] is not None else {}
         except Exception as exc:
             self.finish("failed", error=self._error(exc))

@@ -3,7 +3,7 @@
 A stored payload (a run's arguments, result, error, progress and metadata, a step's result
 or error, an event, a stream chunk, a flow stored by value) is written as::
 
-    af1:<43 characters of base64url HMAC-SHA256>:<the serialized value>
+    af1:<HMAC-SHA256 in 64 hex digits>:<the serialized value>
 
 (for bytes: ``b"af1:" + 32 raw bytes + value``). The HMAC covers the row's identity (run
 id, what the value is, its sequence number) and the value's bytes, so a value edited by
@@ -18,8 +18,7 @@ The key is the journal's: ``Runtime(path, secret=...)``, else the environment va
 
 from __future__ import annotations
 
-import base64
-import binascii
+import hashlib
 import hmac
 import os
 import secrets
@@ -27,12 +26,21 @@ from typing import Any
 
 from .errors import JournalError, TamperedRecord
 
+# CPython's own SHA-256 (no OpenSSL context to copy: cheaper per short value, which is
+# what the journal signs); any SHA-256 gives the same digests.
+try:
+    from _sha2 import sha256 as _sha256  # Python 3.12 and later
+except ImportError:
+    try:
+        from _sha256 import sha256 as _sha256  # Python 3.11
+    except ImportError:
+        _sha256 = hashlib.sha256
+
 __all__ = [
     "ARGS",
     "CHUNK",
     "ERROR",
     "FLOW",
-    "KWARGS",
     "METADATA",
     "PROGRESS",
     "RESULT",
@@ -46,8 +54,7 @@ __all__ = [
 ]
 
 # what a payload is, part of what its signature covers (with the run id and a sequence number)
-ARGS = "args"
-KWARGS = "kwargs"
+ARGS = "args"  # a run's positional arguments; the signature covers its keyword arguments too
 METADATA = "metadata"
 FLOW = "flow"
 RESULT = "result"
@@ -65,10 +72,14 @@ def event_kind(topic: str) -> str:
 
 _PREFIX = "af1:"
 _BPREFIX = b"af1:"
-_MAC_TEXT = 43  # base64url of 32 bytes, without padding
+_MAC_TEXT = 64  # the HMAC in hex
+_MEMO_SIZE = 4096  # values up to this many characters are remembered once sealed
+_MEMO_ENTRIES = 8192  # the memo is emptied when it holds this many
+_MEMO_KINDS = frozenset({"args", "result"})  # read back at once by the process that wrote them
 _HEAD = len(_PREFIX) + _MAC_TEXT + 1
 _BHEAD = len(_BPREFIX) + 32
 _SEP = "\x1f"
+_PAIR = "\x1e"
 ENV_VAR = "ACTORFLOW_SECRET"
 
 
@@ -80,60 +91,113 @@ class Signer:
             with :meth:`unchecked`, never with :meth:`unseal`).
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_inner", "_key", "_outer", "_sealed")
+    _sealed: dict[tuple[Any, ...], str]
 
     def __init__(self, key: bytes | None) -> None:
         self._key = key
+        # values this signer sealed lately, by (sealed text, identity): reading one back
+        # byte for byte needs no check (it is what was signed), which spares the hot paths
+        # (a run's arguments and result, read in the process that wrote them) an HMAC each
+        self._sealed = {}
+        # HMAC-SHA256 (RFC 2104) from its two keyed hash states, copied per value.
+        # hmac.digest() gives the same bytes, but it releases the GIL around every call,
+        # and in a busy process each release costs a thread switch.
+        if key is not None:
+            block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+            self._inner = _sha256(bytes(b ^ 0x36 for b in block))
+            self._outer = _sha256(bytes(b ^ 0x5C for b in block))
 
     @property
     def has_key(self) -> bool:
         """True if this signer can seal and verify."""
         return self._key is not None
 
-    def _mac(self, run_id: str, kind: str, seq: int, data: bytes) -> bytes:
-        assert self._key is not None
-        head = f"{run_id}{_SEP}{kind}{_SEP}{seq}{_SEP}".encode()
-        return hmac.digest(self._key, head + data, "sha256")
+    def _mac(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
-    def seal(self, value: Any, run_id: str, kind: str, seq: int = 0) -> Any:
-        """Return ``value`` (str or bytes, None stays None) with its signature in front."""
+    def _mac_of(self, value: Any, run_id: str, kind: str, seq: int, extra: Any) -> bytes:
+        """The HMAC of a value's identity and bytes (and of ``extra``, a second column it covers)."""
+        head = f"{run_id}{_SEP}{kind}{_SEP}{seq}{_SEP}"
+        if type(value) is str and (extra is None or type(extra) is str):
+            tail = "" if extra is None else _PAIR + extra
+            return self._mac((head + value + tail).encode("utf-8", "surrogatepass"))
+        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+        if extra is not None:
+            data += _PAIR.encode() + (extra if isinstance(extra, bytes) else str(extra).encode("utf-8", "surrogatepass"))
+        return self._mac(head.encode() + data)
+
+    def seal(self, value: Any, run_id: str, kind: str, seq: int = 0, extra: Any = None) -> Any:
+        """Return ``value`` (str or bytes, None stays None) with its signature in front.
+
+        Args:
+            value: the serialized value.
+            run_id: the run it belongs to.
+            kind: what it is (:data:`ARGS`, :data:`STEP`...).
+            seq: its sequence number (a step's position, a write's).
+            extra: the text of another column the signature covers too, stored as it is
+                (a run's keyword arguments, signed with its positional ones).
+        """
         if value is None:
             return None
         if self._key is None:
             raise JournalError("this view of the journal has no key: it cannot write signed values")
+        if type(value) is str and (extra is None or type(extra) is str):  # the hot path, inlined
+            inner = self._inner.copy()
+            tail = "" if extra is None else _PAIR + extra
+            inner.update(f"{run_id}{_SEP}{kind}{_SEP}{seq}{_SEP}{value}{tail}".encode("utf-8", "surrogatepass"))
+            outer = self._outer.copy()
+            outer.update(inner.digest())
+            sealed = f"{_PREFIX}{outer.hexdigest()}:{value}"
+            if kind in _MEMO_KINDS and len(value) <= _MEMO_SIZE:
+                memo = self._sealed
+                if len(memo) >= _MEMO_ENTRIES:
+                    memo.clear()
+                memo[(sealed, run_id, kind, seq, extra)] = value
+            return sealed
         if type(value) is str:
-            mac = self._mac(run_id, kind, seq, value.encode("utf-8", "surrogatepass"))
-            return f"{_PREFIX}{base64.urlsafe_b64encode(mac)[:_MAC_TEXT].decode('ascii')}:{value}"
+            return f"{_PREFIX}{self._mac_of(value, run_id, kind, seq, extra).hex()}:{value}"
         if isinstance(value, (bytes, bytearray)):
             data = bytes(value)
-            return _BPREFIX + self._mac(run_id, kind, seq, data) + data
+            return _BPREFIX + self._mac_of(data, run_id, kind, seq, extra) + data
         raise TypeError(f"a serializer must return str or bytes, not {type(value).__name__}")
 
-    def unseal(self, stored: Any, run_id: str, kind: str, seq: int = 0) -> Any:
+    def unseal(self, stored: Any, run_id: str, kind: str, seq: int = 0, extra: Any = None) -> Any:
         """Check the signature of a stored value and return the value without it.
 
         Raises:
-            TamperedRecord: the signature is missing or does not match (the value was
-                edited, moved from another row, or written with another key).
+            TamperedRecord: the signature is missing or does not match (the value, or the
+                ``extra`` column it covers, was edited, moved from another row, or written
+                with another key).
         """
         if stored is None:
             return None
         if self._key is None:
             raise TamperedRecord(run_id, _where(kind, seq), "this view has no key to verify it with")
         if type(stored) is str:
+            try:
+                known = self._sealed.get((stored, run_id, kind, seq, extra))
+            except TypeError:  # an unhashable extra
+                known = None
+            if known is not None:
+                return known
             if stored.startswith(_PREFIX) and len(stored) >= _HEAD and stored[_HEAD - 1] == ":":
                 value = stored[_HEAD:]
                 try:
-                    given = base64.urlsafe_b64decode(stored[len(_PREFIX) : _HEAD - 1] + "=")
-                except (binascii.Error, ValueError):
+                    given = bytes.fromhex(stored[len(_PREFIX) : _HEAD - 1])
+                except ValueError:
                     given = b""
-                if hmac.compare_digest(given, self._mac(run_id, kind, seq, value.encode("utf-8", "surrogatepass"))):
+                if hmac.compare_digest(given, self._mac_of(value, run_id, kind, seq, extra)):
                     return value
         elif isinstance(stored, (bytes, bytearray)):
             stored = bytes(stored)
             if stored.startswith(_BPREFIX) and len(stored) >= _BHEAD:
                 value_b = stored[_BHEAD:]
-                if hmac.compare_digest(stored[len(_BPREFIX) : _BHEAD], self._mac(run_id, kind, seq, value_b)):
+                if hmac.compare_digest(stored[len(_BPREFIX) : _BHEAD], self._mac_of(value_b, run_id, kind, seq, extra)):
                     return value_b
         raise TamperedRecord(run_id, _where(kind, seq), "its signature does not match its content")
 

@@ -383,8 +383,7 @@ class Supervisor(Actor):
         run_id = msg.run_id or new_run_id()
         codec = self._codec
         try:
-            args = codec.dumps(list(args_t), run_id, signing.ARGS)
-            kwargs = codec.dumps(kwargs_d, run_id, signing.KWARGS)
+            args, kwargs = codec.dumps_arguments(list(args_t), kwargs_d, run_id)
         except Exception as exc:
             named = [(f"args[{i}]", v) for i, v in enumerate(args_t)]
             named += [(f"kwargs[{k!r}]", v) for k, v in kwargs_d.items()]

@@ -7,6 +7,8 @@ Workloads (see ../shared/design.md, "How it is measured"):
 - W2 throughput: 2,000 runs of 3 steps each, started, then all awaited; runs/s and steps/s,
   the median of five trials (each on a fresh journal) and their range.
 - W2-1cpu: the same in a process restricted to one CPU (``taskset -c 0``), for comparison.
+- W2-signing: W2 with signed payloads and with signing switched off (trials alternated): what
+  the journal's HMACs cost.
 - W3 fan-out: one parent starts 500 children (1 step each), gathers and sums; seconds.
 - W4 waiting: 1,000 runs each sleeping 3 s durably (and 10,000), in a fresh process each:
   wall seconds until all complete, peak RSS, peak thread count.
@@ -94,6 +96,7 @@ def _w2_once(folder: str) -> float:
 
 
 W2_TRIALS = 5
+SIGNING_TRIALS = 15
 
 
 def w2_throughput(folder: str) -> Result:
@@ -104,6 +107,39 @@ def w2_throughput(folder: str) -> Result:
         ("W2 throughput", f"runs/s (3 steps each), median of {W2_TRIALS}", f"{median:.0f}"),
         ("W2 throughput", f"runs/s, slowest to fastest of the {W2_TRIALS}", f"{rates[0]:.0f}-{rates[-1]:.0f}"),
         ("W2 throughput", "steps/s (median)", f"{3 * median:.0f}"),
+    ]
+
+
+def w2_signing(folder: str) -> Result:
+    """W2 with signed payloads (the default) and with signing switched off, trials alternated.
+
+    Signing off exists only here: the benchmark replaces the signer's two methods with
+    ones that pass values through, to measure what the HMACs cost.
+    """
+    from actorflow.signing import Signer
+
+    signed, unsigned = [], []
+    seal, unseal = Signer.seal, Signer.unseal
+    def unsigned_once() -> float:
+        Signer.seal = lambda self, value, *a, **k: value  # type: ignore[method-assign]
+        Signer.unseal = lambda self, value, *a, **k: value  # type: ignore[method-assign]
+        try:
+            return 2000 / _w2_once(folder)
+        finally:
+            Signer.seal, Signer.unseal = seal, unseal  # type: ignore[method-assign]
+
+    for trial in range(SIGNING_TRIALS):  # alternated, each first every other time
+        if trial % 2:
+            unsigned.append(unsigned_once())
+            signed.append(2000 / _w2_once(folder))
+        else:
+            signed.append(2000 / _w2_once(folder))
+            unsigned.append(unsigned_once())
+    on, off = statistics.median(signed), statistics.median(unsigned)
+    return [
+        ("W2, signing on/off", f"runs/s signed, median of {SIGNING_TRIALS} (alternated)", f"{on:.0f}"),
+        ("W2, signing on/off", f"runs/s unsigned, median of {SIGNING_TRIALS} (alternated)", f"{off:.0f}"),
+        ("W2, signing on/off", "cost of signing", f"{(off - on) / off * 100:.1f}%"),
     ]
 
 
@@ -279,6 +315,7 @@ WORKLOADS: dict[str, Callable[[str], Result]] = {
     "throughput": throughput,
     "W2": w2_throughput,
     "W2-1cpu": w2_one_cpu,
+    "W2-signing": w2_signing,
     "W3": w3_fan_out,
     "W4": w4_waiting,
     "W5": w5_recovery,
