@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ("quickstart.py", ["result: 'hello ada'", "failed: ValueError: card 4242 was declined", "cancelled after"]),
         ("fan_out.py", ["'total': 55", "failed     ValueError: empty chunk"]),
         ("approval.py", ["result: yes", "actorflow.sleep"]),
+        ("trust.py", ["runs written so far: 0", "InvalidInput: charge", "TamperedRecord: result of the edited run",
+                      "charge completed charged 12 USD", "view verified: False | result: Unverified('charged 12 USD')"]),
     ],
 )
 def test_example_runs(script: str, expected: list[str], tmp_path: Path) -> None:
