@@ -159,12 +159,40 @@ def flow(
     return lambda f: Flow(f, name=name, retries=retries, timeout=timeout, validate=validate)
 
 
-_SIGNATURES: weakref.WeakKeyDictionary[Any, inspect.Signature | None] = weakref.WeakKeyDictionary()
+class _Shape:
+    """A flow's signature, and what a start's arguments must look like to fit it without
+    :meth:`inspect.Signature.bind` (which is slow for a hot path): for the usual flow whose
+    parameters after ``ctx`` are plain positional-or-keyword ones."""
+
+    __slots__ = ("names", "required", "sig", "simple")
+
+    def __init__(self, sig: inspect.Signature | None) -> None:
+        self.sig = sig
+        params = list(sig.parameters.values())[1:] if sig is not None else []
+        self.simple = sig is not None and all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self.names = tuple(p.name for p in params)
+        self.required = sum(1 for p in params if p.default is p.empty)
+
+    def fits(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+        """True if the arguments surely fit (False: ask ``bind``, which says why not, or that they do)."""
+        names = self.names
+        if not self.simple or len(args) > len(names):
+            return False
+        if not kwargs:
+            return len(args) >= self.required
+        rest = names[len(args) :]
+        if not all(k in rest for k in kwargs):
+            return False
+        required = names[: self.required]
+        return all(i < len(args) or n in kwargs for i, n in enumerate(required))
 
 
-def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+_SHAPES: weakref.WeakKeyDictionary[Any, _Shape] = weakref.WeakKeyDictionary()
+
+
+def _shape(fn: Callable[..., Any]) -> _Shape:
     try:
-        return _SIGNATURES[fn]
+        return _SHAPES[fn]
     except (KeyError, TypeError):
         pass
     target = fn.fn if isinstance(fn, Flow) else fn
@@ -174,11 +202,12 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
         sig = None
     if sig is not None and not sig.parameters:
         raise TypeError(f"{flow_name(fn)} takes no parameters, but a flow's first parameter is the run context (ctx)")
+    shape = _Shape(sig)
     try:
-        _SIGNATURES[fn] = sig
+        _SHAPES[fn] = shape
     except TypeError:
         pass
-    return sig
+    return shape
 
 
 def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -199,14 +228,15 @@ def check_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mappi
         )
     if not callable(fn):
         raise TypeError(f"a run needs a flow (a function taking ctx first), not {fn!r}")
-    sig = _signature(fn)
-    if sig is None:
+    shape = _shape(fn)
+    sig = shape.sig
+    validate = fn.validate if isinstance(fn, Flow) else None
+    if sig is None or (validate is None and shape.fits(args, kwargs)):
         return tuple(args), dict(kwargs)
     try:
         bound = sig.bind(None, *args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{flow_name(fn)}() got arguments that do not fit its signature {sig}: {exc}") from None
-    validate = fn.validate if isinstance(fn, Flow) else None
     if validate is None:
         return tuple(args), dict(kwargs)
     ctx_name = next(iter(sig.parameters))

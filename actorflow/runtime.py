@@ -367,10 +367,14 @@ class Runtime:
         if done is not None and done.done:  # its end was committed here: nothing to ask
             return done.get()  # type: ignore[no-any-return]
         _check_id(run_id)
-        self._check_not_blocking_slot(run_id)
+        in_flow = self._in_own_flow()
+        if in_flow:
+            self._check_not_blocking_slot(run_id)
         future: Reply[Any] = Reply()
         self._tell(self.registry, m.Watch(run_id, future))
         try:
+            if not in_flow:
+                return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
             with self._blocking():
                 return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
         except pykka.Timeout:
@@ -379,6 +383,11 @@ class Runtime:
             except pykka.ActorDeadError:
                 pass
             raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running") from None
+
+    def _in_own_flow(self) -> bool:
+        """True when called from a flow this runtime executes."""
+        ctx = _current_run.get()
+        return ctx is not None and getattr(ctx._execution, "supervisor", None) == self.supervisor
 
     def _check_not_blocking_slot(self, run_id: str) -> None:
         """Refuse a wait, from inside a flow of this runtime, that could never end.
@@ -390,8 +399,7 @@ class Runtime:
             ActorflowError: the awaited run is not executing and no slot would be left for it.
         """
         ctx = _current_run.get()
-        if ctx is None or getattr(ctx._execution, "supervisor", None) != self.supervisor:
-            return
+        assert ctx is not None
         with self._lock:
             others = self._blocked
         if others + 1 < self._concurrency:
@@ -408,10 +416,6 @@ class Runtime:
     @contextlib.contextmanager
     def _blocking(self) -> Iterator[None]:
         """Count a flow of this runtime blocked in a wait for another run (see :meth:`_check_not_blocking_slot`)."""
-        ctx = _current_run.get()
-        if ctx is None or getattr(ctx._execution, "supervisor", None) != self.supervisor:
-            yield
-            return
         with self._lock:
             self._blocked += 1
         try:

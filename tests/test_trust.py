@@ -453,3 +453,31 @@ def test_blocking_on_another_run_with_a_slot_free_works(rt: actorflow.Runtime) -
         assert rt.start(flows.blocks_on_other_run, rt.path).result(timeout=20) == 3
     finally:
         del flows.RUNTIMES[rt.path]
+
+
+def test_the_fast_signature_check_agrees_with_inspect_bind() -> None:
+    import inspect
+
+    from actorflow.flows import _Shape
+
+    def f1(ctx, a, b): ...  # type: ignore[no-untyped-def]
+    def f2(ctx, a, b=2, c=3): ...  # type: ignore[no-untyped-def]
+    def f3(ctx, a, *rest, k=1): ...  # type: ignore[no-untyped-def]
+    def f4(ctx, a, /, b, **kw): ...  # type: ignore[no-untyped-def]
+
+    calls = [((), {}), ((1,), {}), ((1, 2), {}), ((1, 2, 3), {}), ((1, 2, 3, 4), {}), ((1,), {"b": 2}),
+             ((1,), {"a": 2}), ((), {"a": 1, "b": 2}), ((1,), {"c": 3}), ((1,), {"z": 0}), ((1, 2), {"b": 3}),
+             ((), {"b": 2})]  # fmt: skip
+    for fn in (f1, f2, f3, f4):
+        sig = inspect.signature(fn)
+        shape = _Shape(sig)
+        for args, kwargs in calls:
+            try:
+                sig.bind(None, *args, **kwargs)
+                fits = True
+            except TypeError:
+                fits = False
+            if shape.fits(args, kwargs):
+                assert fits, (fn.__name__, args, kwargs)
+            if shape.simple:
+                assert shape.fits(args, kwargs) == fits, (fn.__name__, args, kwargs)
