@@ -40,10 +40,10 @@ from .errors import (
     RunTimedOut,
     SerializationError,
     SerializerMismatch,
+    StepFailed,
     StepTimeout,
     TamperedRecord,
 )
-from .execution import StepFailed
 from .flows import Flow, flow
 from .handle import RunHandle
 from .inspection import JournalView, inspect

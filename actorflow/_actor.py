@@ -15,6 +15,9 @@ from typing import Any, ClassVar
 import pykka
 from pykka._envelope import Envelope  # noqa: PLC2701 - pykka's documented inbox element
 
+__all__ = ["Actor", "tell"]
+
+
 log = logging.getLogger("actorflow")
 
 

@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 import pykka
 from pykka._types import OptExcInfo  # noqa: PLC2701
 
+__all__ = ["Admission", "Reply"]
+
+
 T = TypeVar("T")
 
 

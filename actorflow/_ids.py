@@ -11,6 +11,9 @@ import os
 import threading
 import time
 
+__all__ = ["child_run_id", "new_run_id", "new_ulid"]
+
+
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _lock = threading.Lock()
 _last_ms = -1

@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ["WorkerPool"]
+
+
 _names = itertools.count(1)
 
 

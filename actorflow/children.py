@@ -15,14 +15,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import messages as m
-from .context import _current
+from . import _run_context
 from .errors import ActorflowError, RunError
 from .flows import Flow, flow_name
 from .status import RunStatus, result_from_row, status_from_row
 
 if TYPE_CHECKING:
-    from .execution import Execution
+    from ._operations import RunOperations
+
+__all__ = [
+    "AwaitResult",
+    "Child",
+    "ChildHandle",
+    "ChildOutcome",
+    "await_result",
+    "gather",
+    "parent_flow",
+    "sequence",
+    "wait_first",
+]
+
 
 
 class ChildHandle:
@@ -34,7 +46,7 @@ class ChildHandle:
 
     __slots__ = ("_execution", "id")
 
-    def __init__(self, execution: Execution, run_id: str) -> None:
+    def __init__(self, execution: RunOperations, run_id: str) -> None:
         self._execution = execution
         self.id = run_id
 
@@ -51,16 +63,14 @@ class ChildHandle:
 
     def status(self) -> RunStatus:
         """The child's current status, for display: it is not checkpointed, so do not branch on it."""
-        row: Any = self._execution.registry.ask(m.GetRun(self.id))
-        return status_from_row(row, self._execution.codec)
+        return status_from_row(self._execution.get_run(self.id), self._execution.codec)
 
     def cancel(self) -> bool:
         """Cancel the child (and its own children). The answer is checkpointed: a replay gets the same."""
         execution = self._execution
 
         def cancel() -> bool:
-            reply: Any = execution.supervisor.ask(m.CancelRun(self.id))
-            return bool(reply)
+            return execution.cancel_run(self.id)
 
         return bool(execution.run_value("actorflow.cancel", cancel))
 
@@ -82,7 +92,7 @@ def _ids(handles: Sequence[ChildHandle | str]) -> tuple[str, ...]:
     return tuple(ids)
 
 
-def gather(execution: Execution, handles: Sequence[ChildHandle | str], return_exceptions: bool, timeout: float | None) -> list[Any]:
+def gather(execution: RunOperations, handles: Sequence[ChildHandle | str], return_exceptions: bool, timeout: float | None) -> list[Any]:
     """Wait for every run; see :meth:`actorflow.Context.gather`."""
     ids = _ids(handles)
     mode = "all" if return_exceptions else "all_or_failure"
@@ -102,7 +112,7 @@ def gather(execution: Execution, handles: Sequence[ChildHandle | str], return_ex
     return out
 
 
-def wait_first(execution: Execution, handles: Sequence[ChildHandle | str], timeout: float | None) -> tuple[ChildHandle | str, Any]:
+def wait_first(execution: RunOperations, handles: Sequence[ChildHandle | str], timeout: float | None) -> tuple[ChildHandle | str, Any]:
     """Wait for the first run to end; see :meth:`actorflow.Context.wait_first`."""
     ids = _ids(handles)
     rows = execution.wait_runs(ids, "first", timeout, "actorflow.wait_first")
@@ -128,7 +138,7 @@ class AwaitResult:
         functools.update_wrapper(self, target)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        ctx = _current.get()
+        ctx = _run_context.run.get()
         if ctx is None:
             raise ActorflowError(
                 f"{flow_name(self.target)}: a flow wrapped with await_result() can only be called inside a flow; "

@@ -15,6 +15,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from .durations import parse_duration
+
+__all__ = ["Clock", "ManualClock", "SystemClock"]
+
+
 
 @runtime_checkable
 class Clock(Protocol):
@@ -66,8 +71,6 @@ class ManualClock:
 
     def advance(self, duration: float | _dt.timedelta | str) -> None:
         """Move the clock forward by ``duration`` (seconds, timedelta or ``"10m"``-style text)."""
-        from .durations import parse_duration
-
         seconds = parse_duration(duration)
         with self._lock:
             self._now += seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import datetime as _dt
 import random as _random
 import threading
@@ -10,26 +9,13 @@ import uuid as _uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import ActorflowError, Cancelled
+from . import _run_context
+from .children import ChildHandle, gather, wait_first
+from .errors import ActorflowError
+from .steps import Step
 
 if TYPE_CHECKING:
-    from .children import ChildHandle
-    from .execution import Execution
-
-
-class Abandoned(BaseException):
-    """Raised inside a flow whose runtime is shutting down and no longer waits for it.
-
-    It is a ``BaseException`` so that ``except Exception`` in flow code does not swallow
-    it; the run is left unfinished in the journal and resumes at the next open.
-    """
-
-
-class Ended(BaseException):
-    """Raised inside a flow whose run was ended from outside (its flow timeout passed).
-
-    The terminal state is already committed; the execution stops without writing.
-    """
+    from ._operations import RunOperations
 
 
 class Flag:
@@ -77,9 +63,6 @@ class RunControl:
         self.interrupt.set()
 
 
-_current: contextvars.ContextVar[Context | None] = contextvars.ContextVar("actorflow_run", default=None)
-
-
 class Context:
     """The run context passed to a flow as its first argument.
 
@@ -95,7 +78,7 @@ class Context:
 
     def __init__(
         self,
-        execution: Execution,
+        execution: RunOperations,
         *,
         run_id: str,
         flow: str,
@@ -152,9 +135,7 @@ class Context:
         to give it options. Returns the step's result; raises its final failure. Called
         from inside a step's body it is a plain call, like a nested step.
         """
-        from .steps import Step, _current_step
-
-        if _current_step.get() is not None:  # inside a step body: a plain call, like a nested step
+        if _run_context.step.get() is not None:  # inside a step body: a plain call, like a nested step
             return (fn.fn if isinstance(fn, Step) else fn)(*args, **kwargs)
         step = fn if isinstance(fn, Step) else Step(fn)
         return self._execution.run_step(step, args, kwargs)
@@ -171,8 +152,6 @@ class Context:
         Raises:
             SerializationError: an argument cannot be stored.
         """
-        from .children import ChildHandle
-
         return ChildHandle(self._execution, self._execution.start_child(flow, args, kwargs))
 
     def gather(self, *handles: ChildHandle | str, return_exceptions: bool = False, timeout: float | None = None) -> list[Any]:
@@ -186,8 +165,6 @@ class Context:
                 return each result or its error in its place (all-settled).
             timeout: seconds to wait at most; then :class:`TimeoutError` (the runs go on).
         """
-        from .children import gather
-
         return gather(self._execution, handles, return_exceptions, timeout)
 
     def wait_first(self, *handles: ChildHandle | str, timeout: float | None = None) -> tuple[Any, Any]:
@@ -196,8 +173,6 @@ class Context:
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
         """
-        from .children import wait_first
-
         return wait_first(self._execution, handles, timeout)
 
     def sleep(self, duration: float | _dt.timedelta | str | _dt.datetime) -> None:
@@ -290,18 +265,10 @@ def current_run() -> Context:
     Raises:
         ActorflowError: called outside a run.
     """
-    ctx = _current.get()
+    ctx = _run_context.run.get()
     if ctx is None:
         raise ActorflowError("actorflow.current_run() was called outside a run; call it from a flow or a step")
     return ctx
 
 
-def _set_current(ctx: Context | None) -> contextvars.Token[Context | None]:
-    return _current.set(ctx)
-
-
-def _reset_current(token: contextvars.Token[Context | None]) -> None:
-    _current.reset(token)
-
-
-__all__ = ["Cancelled", "Context", "current_run"]
+__all__ = ["Context", "Flag", "Hook", "RunControl", "current_run"]

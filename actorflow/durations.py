@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import re
 
+__all__ = ["parse_duration", "wake_time"]
+
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MAX_SECONDS = 100 * 366 * 86400.0
 _TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")

@@ -9,6 +9,33 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = [
+    "ActorflowError",
+    "Cancelled",
+    "CorruptRecord",
+    "FatalError",
+    "FlowNotFound",
+    "HookConflict",
+    "HookNotFound",
+    "InvalidInput",
+    "JournalError",
+    "NonDeterminismError",
+    "RetryableError",
+    "RunCancelled",
+    "RunError",
+    "RunFailed",
+    "RunFinished",
+    "RunNotFound",
+    "RunTimedOut",
+    "RuntimeClosed",
+    "SerializationError",
+    "SerializerMismatch",
+    "StepFailed",
+    "StepTimeout",
+    "TamperedRecord",
+]
+
+
 
 class ActorflowError(Exception):
     """Base class of every error actorflow raises.
@@ -264,6 +291,19 @@ class RetryableError(ActorflowError):
     def __init__(self, message: str = "", *, retry_after: Any = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StepFailed(ActorflowError):
+    """A step's checkpointed failure, replayed when the original exception cannot be rebuilt.
+
+    Attributes:
+        error: the type, message and traceback recorded when the step failed
+            (an :class:`~actorflow.ErrorInfo`).
+    """
+
+    def __init__(self, message: str, *, error: Any) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class StepTimeout(ActorflowError, TimeoutError):

@@ -35,7 +35,9 @@ from ._actor import Actor, tell
 from ._future import Admission, Reply
 from ._ids import child_run_id
 from ._pool import WorkerPool
-from .context import Abandoned, Context, Ended, RunControl, _reset_current, _set_current
+from . import _run_context
+from ._signals import Abandoned, Ended, Passivate
+from .context import Context, RunControl
 from .durations import parse_duration, wake_time
 from .errors import (
     ActorflowError,
@@ -43,8 +45,10 @@ from .errors import (
     FatalError,
     NonDeterminismError,
     RuntimeClosed,
+    RunNotFound,
     RunTimedOut,
     SerializationError,
+    StepFailed,
     StepTimeout,
 )
 from .flows import check_arguments, flow_name, flow_retry
@@ -54,53 +58,17 @@ from .codec import Codec
 from .serialization import ErrorInfo, error_info
 from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, event_kind
 from .status import TERMINAL_NAMES
-from .steps import Step, StepInfo, _current_step
+from .steps import Step, StepInfo
 from .timers import EARLY
+
+__all__ = ["Execution"]
+
 
 log = logging.getLogger("actorflow")
 
 _WAIT_SLICE = 0.25  # how often a blocked execution looks at its abandon flag
 _IMMUTABLE = frozenset({int, str, float, bool, type(None), bytes})
 _step_threads = itertools.count(1)
-
-
-class Passivate(BaseException):
-    """Raised inside a flow that gives up its actor while it waits; the run resumes by replay.
-
-    Attributes:
-        wait: the number (``seq``) of the call that waits.
-        wake_at: epoch seconds at which to resume it anyway, or None.
-        waiting_for: what it waits for, shown in its status.
-        topic: the event topic it waits for, if any.
-    """
-
-    def __init__(
-        self,
-        wait: int,
-        wake_at: float | None,
-        waiting_for: dict[str, Any],
-        topic: str | None = None,
-        watermark: int | None = None,
-    ) -> None:
-        super().__init__(wait)
-        self.wait = wait
-        self.wake_at = wake_at
-        self.waiting_for = {"wait": wait, **waiting_for}
-        self.topic = topic
-        self.watermark = watermark  # set once its "waiting" state is committed (event waits)
-
-
-class StepFailed(ActorflowError):
-    """A step's checkpointed failure, replayed when the original exception cannot be rebuilt.
-
-    Attributes:
-        error: the type, message and traceback recorded when the step failed.
-    """
-
-    def __init__(self, message: str, *, error: ErrorInfo) -> None:
-        super().__init__(message)
-        self.error = error
-
 
 
 def _iso(ts: float) -> str:
@@ -279,6 +247,23 @@ class Execution(Actor):
             return False
         return remaining > self.passivate_after or self.manual_clock or self.pressure.queued > 0
 
+    # -- other runs -------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> m.Row:
+        """The current row of a run (from the registry), for display.
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        row: Any = self.registry.ask(m.GetRun(run_id))
+        if row is None:
+            raise RunNotFound(run_id)
+        return row  # type: ignore[no-any-return]
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Cancel a run through the supervisor; True if this call cancelled it."""
+        return bool(self.supervisor.ask(m.CancelRun(run_id)))
+
     # -- durable sleep, events, hooks, streams ---------------------------------------
 
     def sleep(self, duration: Any) -> None:
@@ -410,7 +395,7 @@ class Execution(Actor):
 
     def _next(self, name: str) -> tuple[int, m.Row | None]:
         """Number the next checkpointed call and find its checkpoint, checking the name."""
-        if _current_step.get() is not None:
+        if _run_context.step.get() is not None:
             raise ActorflowError(
                 f"{name.split(':')[0].replace('actorflow.', 'ctx.')}() was called inside a step; waits, child "
                 "runs, hooks and stream writes belong to the flow's own code: call it from the flow"
@@ -438,7 +423,7 @@ class Execution(Actor):
 
     def run_value(self, name: str, produce: Callable[[], Any]) -> Any:
         """A checkpointed value (``ctx.now()``, ``ctx.random()``, ``ctx.uuid()``); plain inside a step body."""
-        if _current_step.get() is not None:
+        if _run_context.step.get() is not None:
             return produce()
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
@@ -638,17 +623,17 @@ class Execution(Actor):
     def _call(self, step: Step, info: StepInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Call the step's function once, as the step ``info`` (in another thread if it has a timeout)."""
         if step.timeout is None:
-            token = _current_step.set(info)
+            token = _run_context.step.set(info)
             try:
                 return step.fn(*args, **kwargs)
             finally:
-                _current_step.reset(token)
+                _run_context.step.reset(token)
         outcome: list[Any] = []
         done = threading.Event()
         context = contextvars.copy_context()
 
         def body() -> None:
-            _current_step.set(info)
+            _run_context.step.set(info)
             try:
                 outcome.append((True, step.fn(*args, **kwargs)))
             except BaseException as exc:  # noqa: BLE001 - carried back to the flow's thread
@@ -746,7 +731,7 @@ class Execution(Actor):
             metadata=metadata,
         )
         policy = flow_retry(fn)
-        token = _set_current(ctx)
+        token = _run_context.run.set(ctx)
         try:
             while True:
                 self.seq = 0
@@ -798,7 +783,7 @@ class Execution(Actor):
                     return
                 break
         finally:
-            _reset_current(token)
+            _run_context.run.reset(token)
         if self.diverged is not None:  # the flow swallowed the error: the run still fails with it
             self.finish("failed", error=self._error(self.diverged))
             return

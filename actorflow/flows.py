@@ -12,6 +12,17 @@ from .errors import InvalidInput
 from .retry import NO_RETRY, Retry, as_retry
 from .steps import Step
 
+__all__ = [
+    "Flow",
+    "check_arguments",
+    "flow",
+    "flow_name",
+    "flow_retry",
+    "flow_timeout",
+    "run_options",
+]
+
+
 _OPTION_NAMES = ("metadata", "idempotency_key")
 
 

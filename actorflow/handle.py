@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     from ._future import Reply
     from .runtime import Runtime
 
+__all__ = ["RunHandle"]
+
+
 
 class RunHandle:
     """A handle on one run: its id, and calls to inspect, wait for and cancel it.

@@ -23,6 +23,9 @@ from .status import (
     steps_from_rows,
 )
 
+__all__ = ["JournalView", "inspect"]
+
+
 
 class JournalView:
     """Reads a journal without starting actors or taking the write lock.

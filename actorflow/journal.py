@@ -57,6 +57,30 @@ from .signing import event_kind
 from .status import TERMINAL_NAMES, UNFINISHED_NAMES
 from .status import parse_ts as parse_ts  # re-exported: the journal's timestamps
 
+__all__ = [
+    "Checkpointer",
+    "Journal",
+    "SCHEMA_VERSION",
+    "check_folder",
+    "check_path",
+    "check_writable",
+    "chunk_rows",
+    "connect",
+    "connect_reader",
+    "count_by_state",
+    "create_file",
+    "events_of",
+    "fetch_all",
+    "fetch_one",
+    "get_row",
+    "host_identity",
+    "list_rows",
+    "now_iso",
+    "recorded_key_check",
+    "step_rows",
+    "tree_rows",
+]
+
 log = logging.getLogger("actorflow")
 
 SCHEMA_VERSION = 2
@@ -72,7 +96,7 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
-from .status import UNFINISHED_NAMES  # noqa: E402
+
 
 # ---------------------------------------------------------------------------- opening
 

@@ -20,6 +20,9 @@ from typing import Any
 
 import pykka
 
+__all__ = ["CancelRun", "SendEvent", "StartRun"]
+
+
 Row = dict[str, Any]
 """A ``runs`` row as a dict of column values, as the journal stores it."""
 

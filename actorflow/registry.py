@@ -25,6 +25,9 @@ from ._actor import Actor
 from .errors import RunNotFound, RuntimeClosed
 from .status import TERMINAL_NAMES
 
+__all__ = ["Registry", "condition_met"]
+
+
 _TERMINAL = TERMINAL_NAMES
 
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from .errors import RetryableError
 
+__all__ = ["DEFAULT_STEP_RETRY", "NO_RETRY", "Retry", "as_retry", "retry_after_seconds"]
+
+
 
 @dataclass(frozen=True)
 class Retry:

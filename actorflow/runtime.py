@@ -18,7 +18,7 @@ import pykka
 from . import journal, signing
 from . import messages as m
 from .codec import Codec
-from .context import _current as _current_run
+from . import _run_context
 from ._future import Reply
 from ._ids import new_ulid
 from .clock import Clock
@@ -41,6 +41,9 @@ from .status import (
     steps_from_rows,
 )
 from .supervisor import Supervisor
+
+__all__ = ["Runtime", "check_timeout"]
+
 
 log = logging.getLogger("actorflow")
 
@@ -386,7 +389,7 @@ class Runtime:
 
     def _in_own_flow(self) -> bool:
         """True when called from a flow this runtime executes."""
-        ctx = _current_run.get()
+        ctx = _run_context.run.get()
         return ctx is not None and getattr(ctx._execution, "supervisor", None) == self.supervisor
 
     def _check_not_blocking_slot(self, run_id: str) -> None:
@@ -398,7 +401,7 @@ class Runtime:
         Raises:
             ActorflowError: the awaited run is not executing and no slot would be left for it.
         """
-        ctx = _current_run.get()
+        ctx = _run_context.run.get()
         assert ctx is not None
         with self._lock:
             others = self._blocked

@@ -9,12 +9,34 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import CorruptRecord, SerializerMismatch
+from .errors import CorruptRecord, RunCancelled, RunFailed, RunTimedOut, SerializerMismatch
 from .serialization import ErrorInfo
 from .signing import METADATA, PROGRESS, RESULT, STEP_ERROR
 
 if TYPE_CHECKING:
     from .codec import Codec
+
+__all__ = [
+    "RunList",
+    "RunStatus",
+    "RunTree",
+    "State",
+    "StepList",
+    "StepStatus",
+    "TERMINAL_NAMES",
+    "TERMINAL_STATES",
+    "UNFINISHED_NAMES",
+    "check_listing",
+    "damage_info",
+    "format_table",
+    "parse_state",
+    "parse_ts",
+    "result_from_row",
+    "status_from_row",
+    "status_table",
+    "steps_from_rows",
+]
+
 
 
 def parse_ts(text: str | None) -> _dt.datetime | None:
@@ -385,8 +407,6 @@ def result_from_row(row: dict[str, Any], codec: Codec) -> Any:
         TamperedRecord: its result or error does not verify.
         LookupError: the run has not finished.
     """
-    from .errors import RunCancelled, RunFailed, RunTimedOut
-
     status = status_from_row(row, codec)
     run_id = status.id
     if status.state is State.COMPLETED:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import datetime as _dt
 import functools
 import sys
@@ -12,9 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from .context import _current as _current_run
+from . import _run_context
 from .errors import ActorflowError
 from .retry import DEFAULT_STEP_RETRY, Retry, as_retry
+
+__all__ = ["FlowThread", "Step", "StepInfo", "current_step", "step"]
+
 
 
 @dataclass(frozen=True)
@@ -47,16 +49,13 @@ class StepInfo:
         return (stop is not None and stop.is_set()) or (run is not None and run.is_set())
 
 
-_current_step: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar("actorflow_step", default=None)
-
-
 def current_step() -> StepInfo:
     """The :class:`StepInfo` of the step executing in this thread.
 
     Raises:
         ActorflowError: called outside a step (or from a step called outside a run).
     """
-    info = _current_step.get()
+    info = _run_context.step.get()
     if info is None:
         raise ActorflowError("actorflow.current_step() was called outside a step executing in a run")
     return info
@@ -91,12 +90,12 @@ class Step:
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        ctx = _current_run.get()
+        ctx = _run_context.run.get()
         if ctx is None:
             if _FLOW_THREADS:
                 _refuse_in_flow_thread(self.name)
             return self.fn(*args, **kwargs)
-        if _current_step.get() is not None:
+        if _run_context.step.get() is not None:
             return self.fn(*args, **kwargs)
         return ctx._execution.run_step(self, args, kwargs)
 
@@ -124,8 +123,8 @@ class FlowThread(threading.Thread):
     def daemon(self) -> bool:
         """As :attr:`threading.Thread.daemon`."""
         if self is threading.current_thread():
-            ctx = _current_run.get()
-            if ctx is not None and _current_step.get() is None:
+            ctx = _run_context.run.get()
+            if ctx is not None and _run_context.step.get() is None:
                 child = sys._getframe(1).f_locals.get("self")  # the Thread being made (its __init__ asks)
                 if isinstance(child, threading.Thread) and child is not self:
                     try:

@@ -42,6 +42,9 @@ from .serialization import describe_unserializable, flow_reference
 from .steps import FlowThread
 from .timers import Timers
 
+__all__ = ["Pressure", "Supervisor"]
+
+
 log = logging.getLogger("actorflow")
 
 

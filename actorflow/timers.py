@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+__all__ = ["EARLY", "Timers"]
+
+
 EARLY = 0.001
 """Seconds a timer may fire before its time: wake-up times are stored to the microsecond, so
 one read back can be a fraction of a microsecond later than the time it was computed from."""
