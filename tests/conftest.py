@@ -6,10 +6,10 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import pykka
 import pytest
 
 import actorflow
+from actorflow.testing import no_leftover_actors
 from tests.helpers import kill_children
 
 
@@ -40,8 +40,8 @@ def _no_actor_left() -> Iterator[None]:
     flows.gates.clear()  # every test starts with closed gates and zeroed counters
     flows.reached.clear()
     flows.calls.clear()
-    yield
-    kill_children()
-    left = pykka.ActorRegistry.get_all()
-    pykka.ActorRegistry.stop_all(block=True, timeout=5)
-    assert not left, f"actors left running after the test: {left}"
+    try:
+        with no_leftover_actors():
+            yield
+    finally:
+        kill_children()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,27 @@ def test_sigkill_during_fan_out_duplicates_nothing(tmp_path: Path) -> None:
         assert len(children) == n and len({c.id for c in children}) == n
         assert all(c.state is actorflow.State.COMPLETED for c in children)
         assert sorted(view.result(c.id) for c in children) == sorted(i + 1000 for i in range(n))
+
+
+def test_a_wait_whose_runs_ended_is_not_a_timeout(rt: actorflow.Runtime) -> None:
+    assert rt.start(flows.gather_done_child_with_zero_timeout).result(timeout=10) == [5]
+
+
+def test_a_child_started_during_shutdown_waits_for_the_next_open(db_path: str) -> None:
+    rt = actorflow.Runtime(db_path)
+    run = rt.start(flows.starts_child_late, "late-child")
+    assert arrived("late-child").wait(10)
+    opener = threading.Timer(0.1, gate("late-child").set)
+    opener.start()
+    rt.shutdown(timeout=1)
+    opener.join()
+    with actorflow.inspect(db_path) as view:
+        assert view.status(run.id).state is not actorflow.State.FAILED
+    with actorflow.Runtime(db_path) as rt2:
+        assert rt2.result(run.id, timeout=10) == 42
+
+
+def test_resuming_from_waits_does_not_use_up_flow_retries(db_path: str) -> None:
+    with actorflow.Runtime(db_path, concurrency=1) as rt:  # one slot: the parent passivates at each wait
+        run = rt.start(flows.fails_after_a_wait, "after-wait")
+        assert run.result(timeout=30) == "retried"

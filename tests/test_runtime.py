@@ -450,3 +450,19 @@ def test_waiters_are_released_when_the_runtime_shuts_down(db_path: str) -> None:
     assert len(errors) == 1 and isinstance(errors[0], actorflow.RuntimeClosed)
     with actorflow.inspect(db_path) as view:
         assert view.status(run.id).state is actorflow.State.RUNNING  # left for the next open
+
+
+def test_cancel_during_a_flow_retry_backoff_ends_the_run(rt: actorflow.Runtime) -> None:
+    run = rt.start(flows.retries_slowly, "backoff")
+    assert arrived("backoff").wait(10)
+    assert run.cancel() is True
+    with pytest.raises(actorflow.RunCancelled):
+        run.result(timeout=10)
+
+
+def test_cancelling_twice_answers_false_the_second_time(rt: actorflow.Runtime) -> None:
+    run = rt.start(flows.loop_until_cancelled, "twice")
+    assert arrived("twice").wait(10)
+    assert run.cancel() is True
+    assert run.cancel() is False
+    assert run.wait(timeout=10).state is actorflow.State.CANCELLED

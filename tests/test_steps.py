@@ -308,3 +308,9 @@ def test_a_deadline_that_passed_while_no_runtime_was_open_times_the_run_out(db_p
     with actorflow.Runtime(db_path, clock=clock) as rt:
         with pytest.raises(actorflow.RunTimedOut):
             rt.result(run_id, timeout=10)
+
+
+def test_waits_inside_a_step_are_refused_clearly(rt: actorflow.Runtime) -> None:
+    with pytest.raises(actorflow.RunFailed) as info:
+        rt.start(flows.wait_in_step).result(timeout=10)
+    assert "ctx.sleep() was called inside a step" in str(info.value)

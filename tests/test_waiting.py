@@ -10,6 +10,8 @@ import pytest
 
 import actorflow
 from actorflow.durations import parse_duration
+from actorflow.messages import StartRun
+from actorflow import testing
 from tests import flows
 from tests.conftest import actorflow_threads
 from tests.flows import arrived, gate
@@ -21,18 +23,8 @@ DAY = 86400
 def wait_for_state(
     rt: actorflow.Runtime, run_id: str, state: actorflow.State, waiting_for: str | None = None
 ) -> actorflow.RunStatus:
-    """Wait until the run is in ``state`` (and waits for ``waiting_for``, if given).
-
-    It reads the status every few milliseconds: a run's passage through a non-terminal
-    state has no future to wait on.
-    """
-    pause = threading.Event()
-    for _ in range(4000):
-        status = rt.status(run_id)
-        if status.state is state and (waiting_for is None or waiting_for in (status.waiting_for or {})):
-            return status
-        pause.wait(0.005)
-    raise AssertionError(f"run {run_id} never reached {state}: {rt.status(run_id)!r}")
+    """Wait until the run is in ``state`` (and waits for ``waiting_for``, if given): actorflow.testing's helper."""
+    return testing.wait_for_state(rt.get_run(run_id), state, 20.0, waiting_for=waiting_for)
 
 
 def test_durations_parse() -> None:
@@ -241,3 +233,36 @@ def test_a_thousand_waiting_runs_hold_no_threads(db_path: str) -> None:
         for r in runs:
             r.send("go", 1000)
         assert [r.result(timeout=60) for r in runs] == [1000 + i for i in range(1000)]
+
+
+def test_a_repeated_start_of_a_waiting_run_does_not_lose_its_wake_up(db_path: str) -> None:
+    clock = actorflow.ManualClock()
+    with actorflow.Runtime(db_path, clock=clock) as rt:
+        run_id = rt.supervisor.ask(StartRun(flows.sleeper, args=("1h",), run_id="run_sleepy"))
+        wait_for_state(rt, run_id, actorflow.State.WAITING, "sleep_until")
+        assert rt.supervisor.ask(StartRun(flows.sleeper, args=("1h",), run_id="run_sleepy")) == run_id
+        clock.advance("1h")
+        assert rt.result(run_id, timeout=10) == "awake"
+
+
+def test_a_flow_timeout_holds_for_a_run_sleeping_across_a_restart(db_path: str) -> None:
+    clock = actorflow.ManualClock()
+    with actorflow.Runtime(db_path, clock=clock) as rt:
+        run = rt.start(flows.sleeps_past_its_timeout)
+        wait_for_state(rt, run.id, actorflow.State.WAITING, "sleep_until")
+    with actorflow.Runtime(db_path, clock=clock) as rt:
+        clock.advance(3)
+        with pytest.raises(actorflow.RunTimedOut):
+            rt.result(run.id, timeout=10)
+
+
+def test_an_event_taken_while_running_does_not_wake_the_run_again_later(db_path: str) -> None:
+    with actorflow.Runtime(db_path, passivate_after=0.05) as rt:
+        run = rt.start(flows.collect_events, "news", 2)
+        run.send("news", "first")  # taken by the running flow
+        wait_for_state(rt, run.id, actorflow.State.WAITING)
+        with actorflow.inspect(db_path) as view:
+            kinds = [line.split()[1] for line in view.events(run.id).splitlines()[2:]]
+        assert kinds.count("started") == 1, kinds  # not woken for an event it had taken already
+        run.send("news", "second")
+        assert run.result(timeout=10) == ["first", "second"]
