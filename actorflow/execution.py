@@ -52,12 +52,12 @@ from .errors import (
     StepTimeout,
 )
 from .flows import check_arguments, flow_name, flow_retry
-from .journal import now_iso, parse_ts
+from .journal import now_iso
 from .registry import condition_met
 from .codec import Codec
 from .serialization import ErrorInfo, error_info
 from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, event_kind
-from .status import TERMINAL_NAMES
+from .status import TERMINAL_NAMES, parse_ts
 from .steps import Step, StepInfo
 from .timers import EARLY
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from typing import Any
 
-from . import journal, signing
+from . import signing
 from .codec import Codec
 from .errors import JournalError, RunNotFound
 from .serialization import JSONSerializer, Serializer
+from .store.sqlite import SQLiteStore, check_path, connect_reader
 from .status import (
     RunList,
     RunStatus,
@@ -53,35 +53,35 @@ class JournalView:
     """
 
     def __init__(self, path: str, *, serializer: Serializer | None = None, secret: str | bytes | None = None) -> None:
-        self.path = journal.check_path(path)
+        self.path = check_path(path)
         if serializer is not None and not isinstance(serializer, Serializer):
             raise TypeError(f"serializer must have a name and dumps()/loads() methods, not {serializer!r}")
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
-        self._conn = journal.connect_reader(self.path, read_only=True)
+        self._store = SQLiteStore(connect_reader(self.path, read_only=True), path=self.path)
         self._lock = threading.Lock()
         self._closed = False
         try:
             key = signing.resolve_key(self.path, secret, create=False)
             if key is not None:
-                recorded = self._conn.execute("SELECT value FROM meta WHERE key='key_check'").fetchone()
-                if recorded is not None and recorded[0] != signing.key_check(key):
+                recorded = self._store.key_check()
+                if recorded is not None and recorded != signing.key_check(key):
                     raise JournalError(
                         f"the journal {self.path!r} is signed with another key than the one given to inspect()"
                     )
         except BaseException:
-            self._conn.close()
+            self._store.close()
             raise
         self.codec = Codec(self.serializer, signing.Signer(key))
         self.verified = key is not None
 
-    def _read(self) -> sqlite3.Connection:
+    def _read(self) -> SQLiteStore:
         if self._closed:
             raise JournalError(f"this view of {self.path!r} was closed; open another with actorflow.inspect()")
-        return self._conn
+        return self._store
 
     def _row(self, run_id: str) -> dict[str, Any]:
         with self._lock:
-            row = journal.get_row(self._read(), run_id)
+            row = self._read().get_run(run_id)
         if row is None:
             raise RunNotFound(run_id)
         return row
@@ -108,7 +108,7 @@ class JournalView:
         """A run and its descendants with their states (see :meth:`actorflow.Runtime.tree`)."""
         self._row(run_id)
         with self._lock:
-            rows = journal.tree_rows(self._read(), run_id)
+            rows = self._read().tree(run_id)
         return RunTree((depth, status_from_row(row, self.codec, strict=False)) for depth, row in rows)
 
     def list_runs(
@@ -120,26 +120,26 @@ class JournalView:
         """
         state_name, limit = check_listing(state, limit)
         with self._lock:
-            rows = journal.list_rows(self._read(), state=state_name, flow=flow, parent_id=parent, limit=limit)
+            rows = self._read().list_runs(state=state_name, flow=flow, parent_id=parent, limit=limit)
         return RunList(status_from_row(r, self.codec, strict=False) for r in rows)
 
     def steps(self, run_id: str) -> StepList:
         """The checkpointed calls of a run (see :meth:`actorflow.RunHandle.steps`)."""
         self._row(run_id)
         with self._lock:
-            rows = journal.step_rows(self._read(), run_id)
+            rows = self._read().steps(run_id)
         return steps_from_rows(run_id, rows, self.codec)
 
     def counts(self) -> dict[str, int]:
         """Number of runs in each state."""
         with self._lock:
-            return journal.count_by_state(self._read())
+            return self._read().count_by_state()
 
     def events(self, run_id: str) -> str:
         """The state transitions of a run, as a table."""
         self._row(run_id)
         with self._lock:
-            rows = journal.events_of(self._read(), run_id)
+            rows = self._read().history(run_id)
         return format_table(("at", "event", "detail"), [(a, k, d or "") for a, k, d in rows])
 
     def close(self) -> None:
@@ -147,7 +147,7 @@ class JournalView:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._conn.close()
+                self._store.close()
 
     def __enter__(self) -> JournalView:
         return self

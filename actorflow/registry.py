@@ -14,16 +14,15 @@ from one process to another.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pykka
 
-from . import journal
 from . import messages as m
 from ._actor import Actor
 from .errors import RunNotFound, RuntimeClosed
 from .status import TERMINAL_NAMES
+from .store.sqlite import SQLiteStore, connect_reader
 
 __all__ = ["Registry", "condition_met"]
 
@@ -68,8 +67,8 @@ class Registry(Actor):
         self.watched: set[str] = watched if watched is not None else set()
         self._path = path
         self._busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._seen_event = self._seen_message = self._seen_chunk = 0  # what _poll has read
+        self._store: SQLiteStore | None = None  # opened in the actor's own thread
+        self._marks = (0, 0, 0)  # where the change feed stands (see _poll)
         self._waiters: dict[str, list[pykka.Future[Any]]] = {}
         # runs waiting for other runs (a run waits for one thing at a time): waiter → _Await,
         # and awaited run → the waiters
@@ -80,13 +79,8 @@ class Registry(Actor):
 
     def on_start(self) -> None:
         """Open the read connection in the actor's own thread; start the change feed at the present."""
-        self._conn = journal.connect_reader(self._path, busy_timeout=self._busy_timeout)
-        for attr, sql in (
-            ("_seen_event", "SELECT COALESCE(max(seq), 0) FROM events"),
-            ("_seen_message", "SELECT COALESCE(max(id), 0) FROM messages"),
-            ("_seen_chunk", "SELECT COALESCE(max(id), 0) FROM chunks"),
-        ):
-            setattr(self, attr, self._conn.execute(sql).fetchone()[0])
+        self._store = SQLiteStore(connect_reader(self._path, busy_timeout=self._busy_timeout), path=self._path)
+        self._marks = self._store.feed_marks()
 
     def on_stop(self) -> None:
         """Fail the waiters left (the runtime is closing) and close the connection."""
@@ -102,12 +96,12 @@ class Registry(Actor):
             for future in futures:
                 future.set_exception(exc_info=(RuntimeClosed, error, None))
         self._waiters.clear()
-        if self._conn is not None:
-            self._conn.close()
+        if self._store is not None:
+            self._store.close()
 
     def _row(self, run_id: str) -> m.Row | None:
-        assert self._conn is not None
-        return journal.get_row(self._conn, run_id)
+        assert self._store is not None
+        return self._store.get_run(run_id)  # type: ignore[return-value]
 
     def handle(self, message: Any) -> Any:
         """Apply committed changes, register waiters, answer queries."""
@@ -129,8 +123,7 @@ class Registry(Actor):
         elif isinstance(message, m.GetRuns):
             return {run_id: row for run_id in message.run_ids if (row := self._row(run_id)) is not None}
         elif isinstance(message, m.GetTree):
-            assert self._conn is not None
-            return journal.tree_rows(self._conn, message.run_id)
+            return self._store.tree(message.run_id)
         elif isinstance(message, m.Poll):
             changes = self._poll()
             if changes is not None and message.notify is not None:
@@ -141,13 +134,12 @@ class Registry(Actor):
         elif isinstance(message, m.ChunkWritten):
             self._chunk_written(message.run_id, message.namespace, message.index)
         elif isinstance(message, m.GetChunks):
-            assert self._conn is not None
             # the row first: a run seen finished has every chunk committed, so the chunks
             # read next are complete (the other order could miss the last ones)
             row = self._row(message.run_id)
             if row is None:
                 raise RunNotFound(message.run_id)
-            chunks = journal.chunk_rows(self._conn, message.run_id, message.namespace, message.start, message.limit)
+            chunks = self._store.chunks(message.run_id, message.namespace, message.start, message.limit)
             return chunks, row["state"] in _TERMINAL
         elif isinstance(message, m.WatchChunks):
             self._watch_chunks(message)
@@ -159,20 +151,16 @@ class Registry(Actor):
                 self._readers.pop(message.run_id, None)
                 self._unwatch_if_idle(message.run_id)
         elif isinstance(message, m.GetSteps):
-            assert self._conn is not None
-            return journal.step_rows(self._conn, message.run_id)
+            return self._store.steps(message.run_id)
         elif isinstance(message, m.ListRuns):
-            assert self._conn is not None
-            return journal.list_rows(
-                self._conn,
+            return self._store.list_runs(
                 state=message.state,
                 flow=message.flow,
                 parent_id=message.parent_id,
                 limit=message.limit,
             )
         elif isinstance(message, m.CountByState):
-            assert self._conn is not None
-            return journal.count_by_state(self._conn)
+            return self._store.count_by_state()
         else:
             return super().handle(message)
         return None
@@ -192,9 +180,8 @@ class Registry(Actor):
         self._forget(run_id)  # a waiter that ended waits no more
         if not watched:
             return
-        assert self._conn is not None
         if row is None:
-            row = journal.get_row(self._conn, run_id)
+            row = self._store.get_run(run_id)
         if row is None:  # purged before its end was read here: its waiters hear so
             self._purged(run_id)
             return
@@ -230,32 +217,12 @@ class Registry(Actor):
 
         Changes this process committed are seen again here; handling them twice is harmless.
         """
-        conn = self._conn
-        assert conn is not None
-        cancelled: list[str] = []
-        ended: list[str] = []
-        last = conn.execute("SELECT COALESCE(max(seq), 0) FROM events").fetchone()[0]
-        for _, run_id, kind in conn.execute(
-            "SELECT seq, run_id, kind FROM events WHERE seq > ? AND seq <= ? AND kind IN "
-            "('completed', 'failed', 'cancelled', 'timed_out', 'cancel_requested') ORDER BY seq",
-            (self._seen_event, last),
-        ).fetchall():
-            if kind in _TERMINAL:
-                ended.append(run_id)
-                self._ended(run_id)
-            elif kind == "cancel_requested":
-                cancelled.append(run_id)
-        self._seen_event = last
-        events = []
-        for mid, run_id, topic in conn.execute(
-            "SELECT id, run_id, topic FROM messages WHERE id > ? ORDER BY id", (self._seen_message,)
-        ).fetchall():
-            self._seen_message = mid
-            events.append((run_id, topic, mid))
-        for rowid, run_id, namespace, idx in conn.execute(
-            "SELECT id, run_id, namespace, idx FROM chunks WHERE id > ? ORDER BY id", (self._seen_chunk,)
-        ).fetchall():
-            self._seen_chunk = rowid
+        assert self._store is not None
+        feed, self._marks = self._store.feed_since(self._marks)
+        ended, cancelled, events = feed["ended"], feed["cancelled"], feed["events"]
+        for run_id in ended:
+            self._ended(run_id)
+        for run_id, namespace, idx in feed["chunks"]:
             self._chunk_written(run_id, namespace, idx)
         if cancelled or ended or events:
             return m.ExternalChanges(tuple(cancelled), tuple(ended), tuple(events))
@@ -328,7 +295,6 @@ class Registry(Actor):
             self._unwatch_if_idle(run_id)
 
     def _watch_chunks(self, message: m.WatchChunks) -> None:
-        assert self._conn is not None
         self.watched.add(message.run_id)
         row = self._row(message.run_id)
         if row is None:
@@ -336,7 +302,7 @@ class Registry(Actor):
             message.future.set_exception(exc_info=(RunNotFound, error, None))
             self._unwatch_if_idle(message.run_id)
             return
-        ready = journal.chunk_rows(self._conn, message.run_id, message.namespace, message.start, 1)
+        ready = self._store.chunks(message.run_id, message.namespace, message.start, 1)
         if ready or row["state"] in _TERMINAL:
             message.future.set(None)
         else:

@@ -16,6 +16,7 @@ from typing import Any
 import pykka
 
 from . import journal, signing
+from .store import sqlite as sqlite_store
 from . import messages as m
 from .codec import Codec
 from . import _run_context
@@ -186,7 +187,7 @@ class Runtime:
         secret: str | bytes | None = None,
         file_mode: int = 0o600,
     ) -> None:
-        self.path = journal.check_path(path)
+        self.path = sqlite_store.check_path(path)
         _check_int("concurrency", concurrency, 0, "(0: a client that executes nothing)")
         _check_int("max_recoveries", max_recoveries, 0)
         _check_seconds("busy_timeout", busy_timeout)
@@ -215,10 +216,10 @@ class Runtime:
         self.incarnation = "rt_" + new_ulid()
         self._closed = False
         self._lock = threading.Lock()
-        journal.check_folder(self.path)
-        journal.check_writable(self.path)
+        sqlite_store.check_folder(self.path)
+        sqlite_store.check_writable(self.path)
         # a new journal gets a key file; an existing one must come with its key
-        signed = journal.recorded_key_check(self.path) is not None
+        signed = sqlite_store.recorded_key_check(self.path) is not None
         key = signing.resolve_key(self.path, secret, create=not signed, file_mode=file_mode)
         if key is None:
             raise JournalError(
@@ -226,19 +227,18 @@ class Runtime:
                 f"open it with the key it was created with: Runtime(secret=...) or ${signing.ENV_VAR}"
             )
         self.codec = Codec(self.serializer, signing.Signer(key))
-        conn = journal.connect(
+        conn = sqlite_store.connect(
             self.path, busy_timeout=busy_timeout, durability=durability, key_check=signing.key_check(key), file_mode=file_mode
         )
         try:
-            journal.connect_reader(self.path, busy_timeout=busy_timeout).close()
+            sqlite_store.connect_reader(self.path, busy_timeout=busy_timeout).close()
         except BaseException:
             conn.close()
             raise
         watched: set[str] = set()  # the runs the registry waits for (see Registry)
         self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout, watched)
-        self._journal: pykka.ActorRef[Any] = journal.Journal.start(
-            conn, self.registry, self.path, self.incarnation, watched, self.codec.seal
-        )
+        store = sqlite_store.SQLiteStore.writer(conn, self.path, self.incarnation)
+        self._journal: pykka.ActorRef[Any] = journal.Journal.start(store, self.registry, watched, self.codec.seal)
         now = _time.time()
         self._journal.ask(m.RegisterRuntime(now, now + lease, journal.now_iso()))
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(

@@ -303,10 +303,10 @@ def test_an_admission_starts_its_run_once_whether_answered_before_or_after() -> 
 def test_a_handle_never_answers_with_an_end_whose_commit_was_undone(rt: actorflow.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     # a write that fails inside a group is undone alone; what it had queued for after the
     # commit (here: the final row for the handle start() returned) must be dropped with it
-    from actorflow import journal
+    from actorflow.store.sqlite import SQLiteStore
 
     failed = threading.Event()
-    event = journal.Journal._event
+    event = SQLiteStore.add_event
 
     def refuse_the_end(self: Any, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
         if kind == "completed":
@@ -314,7 +314,7 @@ def test_a_handle_never_answers_with_an_end_whose_commit_was_undone(rt: actorflo
             raise sqlite3.IntegrityError("refused by the test")
         event(self, run_id, at, kind, detail)
 
-    monkeypatch.setattr(journal.Journal, "_event", refuse_the_end)
+    monkeypatch.setattr(SQLiteStore, "add_event", refuse_the_end)
     run = rt.start(flows.add, 40, 2)
     assert failed.wait(10)
     assert rt.purge(older_than="1h") == 0  # a round trip through the journal: the group is done
