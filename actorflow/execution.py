@@ -50,13 +50,14 @@ from .errors import (
     SerializationError,
     StepFailed,
     StepTimeout,
+    TamperedRecord,
 )
 from .flows import check_arguments, flow_name, flow_retry
 from .journal import now_iso
 from .registry import condition_met
 from .codec import Codec
 from .serialization import ErrorInfo, error_info
-from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, event_kind
+from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, chunk_place, event_kind
 from .status import TERMINAL_NAMES, parse_ts
 from .steps import Step, StepInfo
 from .timers import EARLY
@@ -271,6 +272,7 @@ class Execution(Actor):
         wake = wake_time(duration, self.clock.time())
         seq, saved = self._next("actorflow.sleep")
         if saved is not None and saved["state"] == "completed":
+            self._step_value(saved, seq)  # checked: a forged row must not skip the sleep
             return
         waiting_for = {"sleep_until": _iso(wake)}
         if saved is not None and saved.get("retry_at"):
@@ -293,8 +295,9 @@ class Execution(Actor):
             self.ask(lambda reply: m.StepStarted(self.run_id, seq, "actorflow.sleep", 1, started, wake_at=_iso(wake), reply_to=reply))
         self.wait_until(seq, wake, waiting_for)
         at = now_iso()
-        self.send(m.SaveStep(self.run_id, seq, "actorflow.sleep", "completed", 1, at))
-        self.checkpoints[seq] = {"name": "actorflow.sleep", "state": "completed", "result": None}
+        data = self._step_data(None, seq, "actorflow.sleep")
+        self.send(m.SaveStep(self.run_id, seq, "actorflow.sleep", "completed", 1, at, result=data))
+        self.checkpoints[seq] = {"name": "actorflow.sleep", "state": "completed", "result": data}
 
     def wait_event(self, topic: str, timeout: float | _dt.timedelta | str | None) -> Any:
         """``ctx.wait_event``: the next payload on ``topic``, or None once ``timeout`` has passed."""
@@ -305,7 +308,7 @@ class Execution(Actor):
         kind = event_kind(topic)
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
-            return self.codec.loads(saved["result"], self.run_id, kind)
+            return self.codec.loads(saved["result"], self.run_id, kind, seq, required=True)
         if saved is not None:
             deadline = _ts(saved.get("retry_at"))
         else:
@@ -319,11 +322,11 @@ class Execution(Actor):
             taken = self.ask(lambda reply: m.TakeEvent(self.run_id, topic, seq, name, now_iso(), reply_to=reply))
             if taken is not None:
                 self.checkpoints[seq] = {"name": name, "state": "completed", "result": taken[0]}
-                return self.codec.loads(taken[0], self.run_id, kind)
+                return self.codec.loads(taken[0], self.run_id, kind, seq, required=True)
             while not self.control.poke.is_set():
                 self.checkpoint()
                 if deadline is not None and self.clock.time() >= deadline - EARLY:
-                    data = self.codec.dumps(None, self.run_id, kind)
+                    data = self.codec.dumps(None, self.run_id, kind, seq)
                     self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, now_iso(), result=data))
                     self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
                     return None
@@ -345,11 +348,11 @@ class Execution(Actor):
         """``ctx.hook``: register (or, on replay, find) this run's hook token."""
         seq, saved = self._next("actorflow.hook")
         if saved is not None and saved["state"] == "completed":
-            return str(self.codec.loads(saved["result"], self.run_id, STEP, seq))
+            return str(self._step_value(saved, seq))
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError(f"a hook token is a non-empty str, not {token!r}")
         chosen = token or secrets.token_urlsafe(16)
-        data = self.codec.dumps(chosen, self.run_id, STEP, seq)
+        data = self._step_data(chosen, seq, "actorflow.hook")
         self.ask(lambda reply: m.RegisterHook(self.run_id, chosen, seq, now_iso(), data, reply_to=reply))
         self.checkpoints[seq] = {"name": "actorflow.hook", "state": "completed", "result": data}
         return chosen
@@ -358,13 +361,16 @@ class Execution(Actor):
         """``ctx.write`` / ``ctx.close_stream``: append to the run's stream (nothing on replay)."""
         seq, saved = self._next("actorflow.write")
         if saved is not None:
+            self._step_value(saved, seq)  # checked: a forged row must not drop a chunk
             return
+        namespace = namespace or ""
         try:
-            data = None if close else self.codec.dumps(chunk, self.run_id, CHUNK, seq)
+            data = self.codec.dumps(None if close else chunk, self.run_id, CHUNK, seq, chunk_place(namespace, close))
         except SerializationError as exc:
             raise SerializationError(f"ctx.write() chunk cannot be serialized: {exc}", argument="chunk") from exc
-        self.send(m.WriteChunk(self.run_id, namespace or "", seq, data, now_iso(), close, notify=self.registry))
-        self.checkpoints[seq] = {"name": "actorflow.write", "state": "completed", "result": None}
+        done = self._step_data(None, seq, "actorflow.write")
+        self.send(m.WriteChunk(self.run_id, namespace, seq, data, now_iso(), close, done, notify=self.registry))
+        self.checkpoints[seq] = {"name": "actorflow.write", "state": "completed", "result": done}
 
     def save_progress(self, value: Any) -> None:
         """Checkpoint, then store ``value`` as the run's progress."""
@@ -385,6 +391,14 @@ class Execution(Actor):
         self.send(m.FinishRun(self.run_id, state, now_iso(), result=result, error=error, cascade=cascade, done=self.done))
 
     # -- replay -----------------------------------------------------------------------
+
+    def _step_data(self, value: Any, seq: int, name: str) -> Any:
+        """A step's result, serialized and signed for its run, position and name."""
+        return self.codec.dumps(value, self.run_id, STEP, seq, name)
+
+    def _step_value(self, saved: m.Row, seq: int) -> Any:
+        """A completed step's checked result (a forged or emptied row raises TamperedRecord)."""
+        return self.codec.loads(saved.get("result"), self.run_id, STEP, seq, saved["name"], required=True)
 
     def _set_waiting(self, wait: Passivate) -> tuple[str | None, int]:
         """Commit the run's ``waiting`` state for ``wait``; answers ``(status, watermark)``."""
@@ -416,7 +430,9 @@ class Execution(Actor):
         return self.seq, saved
 
     def _replay_failure(self, saved: m.Row, seq: int) -> BaseException:
-        info, exc = self.codec.load_error(saved["error"], self.run_id, STEP_ERROR, seq)
+        if saved.get("error") is None:
+            raise TamperedRecord(self.run_id, f"step.error {seq}", "a failed step without its error")
+        info, exc = self.codec.load_error(saved["error"], self.run_id, STEP_ERROR, seq, saved["name"])
         if exc is not None:
             return exc
         return StepFailed(f"step {saved['name']!r} failed: {info}", error=info)
@@ -427,9 +443,9 @@ class Execution(Actor):
             return produce()
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
-            return self.codec.loads(saved["result"], self.run_id, STEP, seq)
+            return self._step_value(saved, seq)
         value = produce()
-        data = self.codec.dumps(value, self.run_id, STEP, seq)
+        data = self._step_data(value, seq, name)
         at = now_iso()
         self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
         self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data, started_at=at))
@@ -444,7 +460,7 @@ class Execution(Actor):
         seq, saved = self._next(name)
         self.has_children = True
         if saved is not None and saved["state"] == "completed":
-            return str(self.codec.loads(saved["result"], self.run_id, STEP, seq))
+            return str(self._step_value(saved, seq))
         # the child's id is derived from this position: a replay finds the same run
         child_id = child_run_id(self.run_id, seq)
         reply: Reply[Any] = Reply()
@@ -458,7 +474,7 @@ class Execution(Actor):
         except RuntimeClosed:
             raise Abandoned from None  # shutting down: the run resumes here at the next open
         at = now_iso()
-        data = self.codec.dumps(run_id, self.run_id, STEP, seq)
+        data = self._step_data(run_id, seq, name)
         self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data, started_at=at))
         self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
         return run_id
@@ -479,7 +495,7 @@ class Execution(Actor):
             timeout = parse_duration(timeout)
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
-            decision = self.codec.loads(saved["result"], self.run_id, STEP, seq)
+            decision = self._step_value(saved, seq)
             if decision.get("timed_out"):
                 raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
             rows: Any = self.registry.ask(m.GetRuns(tuple(decision["ids"])))
@@ -515,12 +531,12 @@ class Execution(Actor):
                     raise Passivate(seq, deadline, waiting_for) from None
         at = now_iso()
         if settled is None:
-            data = self.codec.dumps({"timed_out": True}, self.run_id, STEP, seq)
+            data = self._step_data({"timed_out": True}, seq, name)
             self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data))
             self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
             raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
         ids = self._decide(run_ids, mode, settled)
-        data = self.codec.dumps({"ids": ids}, self.run_id, STEP, seq)
+        data = self._step_data({"ids": ids}, seq, name)
         self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data))
         self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
         return {i: settled[i] for i in ids}
@@ -549,7 +565,7 @@ class Execution(Actor):
         attempt = 1
         if saved is not None:
             if saved["state"] == "completed":
-                return self.codec.loads(saved["result"], self.run_id, STEP, seq)
+                return self._step_value(saved, seq)
             if saved["state"] == "failed":
                 raise self._replay_failure(saved, seq)
             # in flight when the process stopped: run it again, as the next attempt
@@ -596,7 +612,7 @@ class Execution(Actor):
                     summary = str(error_info(exc))
                     at = now_iso()
                     retry_at = self.clock.time() + delay
-                    error_text = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq)
+                    error_text = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq, step.name)
                     self.ask(
                         lambda reply: m.StepAttemptFailed(self.run_id, seq, step.name, attempt, error_text, summary,
                                                           round(delay, 6), _iso(retry_at), at, reply_to=reply)  # fmt: skip
@@ -604,7 +620,7 @@ class Execution(Actor):
                     self.wait_until(seq, retry_at, {"retry": step.name, "until": _iso(retry_at)})
                     attempt += 1
                     continue
-                error = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq)
+                error = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq, step.name)
                 self.send(m.SaveStep(self.run_id, seq, step.name, "failed", attempt, now_iso(), error=error, started_at=started))
                 self.checkpoints[seq] = {"name": step.name, "state": "failed", "error": error}
                 raise
@@ -612,7 +628,7 @@ class Execution(Actor):
             # before anything after it can act outside the process (the next step's start
             # is waited for, the end of the run is committed after it, a child starts only
             # once committed).
-            data = self.codec.seal(plain, self.run_id, STEP, seq)
+            data = self.codec.seal(plain, self.run_id, STEP, seq, step.name)
             self.send(m.SaveStep(self.run_id, seq, step.name, "completed", attempt, now_iso(), result=data, started_at=started))
             self.checkpoints[seq] = {"name": step.name, "state": "completed", "result": data}
             self.checkpoint()
@@ -711,9 +727,11 @@ class Execution(Actor):
             return
         try:
             codec, run_id = self.codec, self.run_id
-            fn = codec.load_flow(row["flow_ref"], row["flow_blob"], run_id)
-            args, kwargs = codec.loads_arguments(row["args"], row["kwargs"], run_id)
+            # the arguments first: their signature covers the flow's reference, so nothing the
+            # file names is imported before it is known to be the one that was started
+            args, kwargs = codec.loads_arguments(row, run_id)
             metadata = codec.loads(row["metadata"], run_id, METADATA) if row["metadata"] is not None else {}
+            fn = codec.load_flow(row["flow_ref"], row["flow_blob"], run_id)
         except Exception as exc:
             self.finish("failed", error=self._error(exc))
             return

@@ -27,8 +27,9 @@ import pykka
 from . import messages as m
 from ._actor import Actor
 from ._actor import tell as tell_actor
-from .errors import ActorflowError, JournalError
-from .signing import event_kind
+from .codec import Codec
+from .errors import ActorflowError, JournalError, RunFinished
+from .signing import ARGS, event_kind
 from .status import TERMINAL_NAMES
 from .store import ErrorKind, Store, WaitAnswer
 from .store.sqlite import host_identity, process_alive
@@ -64,20 +65,21 @@ class Journal(Actor):
         registry: the registry actor, told of the committed ends of the runs it watches.
         watched: the registry's set of the runs it waits for: a run's end is told to the
             registry only if its id is in it (None: every end is told).
-        seal: signs an event's payload once its run is known (``Codec.seal``); every
-            other payload arrives signed by the actor that wrote it.
+        codec: signs an event's payload once its run and id are known, and re-signs it
+            for the step that takes it; every other payload arrives signed by the actor
+            that wrote it.
     """
 
     def __init__(
         self,
         store: Store,
         registry: pykka.ActorRef[Any],
-        watched: set[str] | None = None,
-        seal: Callable[[Any, str, str], Any] | None = None,
+        watched: set[str] | None,
+        codec: Codec,
     ) -> None:
         super().__init__()
         self._store = store
-        self._seal = seal if seal is not None else (lambda value, run_id, kind: value)
+        self._codec = codec
         self._watched = watched
         self._owner = store.runtime
         self._host = host_identity()
@@ -87,6 +89,7 @@ class Journal(Actor):
         self._failures = 0
         # futures resolved once this group commits: (future, value) ("admitted", "done")
         self._after_commit: list[tuple[Any, Any]] = []
+        self._slots = 0  # how many runs this runtime executes at once (recorded with its lease)
         self._handlers: dict[type, Callable[[Any], _Outcome]] = {
             m.InsertRun: self._insert_run,
             m.ClaimRun: self._claim_run,
@@ -310,8 +313,14 @@ class Journal(Actor):
 
     def _insert_run(self, msg: m.InsertRun) -> _Outcome:
         row = msg.row
-        existing = self._store.insert_run(row)  # type: ignore[arg-type]  # a row with extra "_" keys
+        store = self._store
+        existing = store.insert_run(row)  # type: ignore[arg-type]  # a row with extra "_" keys
         if existing is not None:  # same id (a replayed child start) or same idempotency key
+            if existing != row["id"]:
+                # answered by another run's key: that key must be the one its start signed
+                found = store.get_run(existing)
+                if found is not None:
+                    self._codec.unseal(found.get("args"), existing, ARGS, 0, Codec.run_input(found))
             if msg.admitted is not None:
                 self._after_commit.append((msg.admitted, False))
             return existing, None, None
@@ -430,21 +439,34 @@ class Journal(Actor):
 
     def _insert_event(self, msg: m.InsertEvent) -> _Outcome:
         store = self._store
-        run_id = store.event_target(msg.run_id, msg.hook)
-        payload = self._seal(msg.payload, run_id, event_kind(msg.topic))  # signed here: a hook's run is found here
-        event_id = store.insert_event(run_id, msg.topic, payload, msg.at)
+        run_id = store.event_target(msg.run_id, msg.hook)  # signed here: a hook's run is found here
+        kind, seal = event_kind(msg.topic), self._codec.seal
+        event_id = store.insert_event(run_id, msg.topic, lambda eid: seal(msg.payload, run_id, kind, eid), msg.at)
         tell = (msg.notify, m.EventArrived(run_id, msg.topic, event_id)) if msg.notify is not None else None
         return event_id, None, tell
 
     def _take_event(self, msg: m.TakeEvent) -> _Outcome:
-        return self._store.take_event(msg.run_id, msg.topic, msg.seq, msg.name, msg.at), None, None
+        store = self._store
+        taken = store.take_event(msg.run_id, msg.topic, msg.seq, msg.at)
+        if taken is None:
+            return None, None, None
+        event_id, payload = taken
+        # checked against the event's own id (a copied row does not verify), then signed
+        # again for the step that takes it; both raise after the take: undone with it
+        kind = event_kind(msg.topic)
+        text = self._codec.unseal(payload, msg.run_id, kind, event_id)
+        result = self._codec.seal(text, msg.run_id, kind, msg.seq)
+        if not store.save_step({"run_id": msg.run_id, "seq": msg.seq, "name": msg.name, "state": "completed",
+                                "result": result, "attempts": 1, "completed_at": msg.at}):  # fmt: skip
+            raise RunFinished(msg.run_id, "finished")
+        return (result,), None, None
 
     def _register_hook(self, msg: m.RegisterHook) -> _Outcome:
         self._store.register_hook(msg.run_id, msg.token, msg.seq, msg.at, msg.result)
         return True, None, None
 
     def _write_chunk(self, msg: m.WriteChunk) -> _Outcome:
-        index = self._store.write_chunk(msg.run_id, msg.namespace, msg.seq, msg.data, msg.close, msg.at)
+        index = self._store.write_chunk(msg.run_id, msg.namespace, msg.seq, msg.data, msg.close, msg.at, msg.result)
         if index is None:
             return None, None, None
         tell = (msg.notify, m.ChunkWritten(msg.run_id, msg.namespace, index)) if msg.notify is not None else None
@@ -458,7 +480,8 @@ class Journal(Actor):
     # -- ownership: leases, takeover, release -----------------------------------------------
 
     def _register_runtime(self, msg: m.RegisterRuntime) -> _Outcome:
-        self._store.register_runtime(os.getpid(), self._host, msg.at, msg.now, msg.lease_until)
+        self._slots = msg.slots
+        self._store.register_runtime(os.getpid(), self._host, msg.at, msg.now, msg.lease_until, msg.slots)
         return True, None, None
 
     def _renew_lease(self, msg: m.RenewLease) -> _Outcome:
@@ -466,7 +489,7 @@ class Journal(Actor):
         if self._store.renew_lease(msg.now, msg.lease_until):
             return True, None, None
         # expired (paused, or too slow): take part again, as a fresh lease
-        self._register_runtime(m.RegisterRuntime(msg.now, msg.lease_until, now_iso()))
+        self._register_runtime(m.RegisterRuntime(msg.now, msg.lease_until, now_iso(), self._slots))
         return False, None, (msg.notify, m.LeaseLost()) if msg.notify is not None else None
 
     def _claim_needed_safely(self, msg: m.ClaimOrphans) -> bool:

@@ -463,6 +463,7 @@ class WriteChunk:
     data: str | bytes | None
     at: str
     close: bool = False
+    result: str | bytes | None = None
     notify: pykka.ActorRef[Any] | None = None
 
 
@@ -485,6 +486,7 @@ class RegisterRuntime:
     now: float
     lease_until: float
     at: str
+    slots: int = 0
     reply_to: pykka.Future[Any] | None = None
 
 
@@ -669,6 +671,14 @@ class ListRuns:
     flow: str | None = None
     parent_id: str | None = None
     limit: int = 100
+
+
+@dataclass(frozen=True)
+class CountExecutors:
+    """Ask: how many live runtimes other than ``besides`` execute runs."""
+
+    now: float
+    besides: str
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,8 @@ class Registry(Actor):
                 parent_id=message.parent_id,
                 limit=message.limit,
             )
+        elif isinstance(message, m.CountExecutors):
+            return self._store.executors(message.now, message.besides)
         elif isinstance(message, m.CountByState):
             return self._store.count_by_state()
         else:

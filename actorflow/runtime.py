@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import datetime as _dt
 import logging
 import os
@@ -24,7 +23,7 @@ from ._future import Reply
 from ._ids import new_ulid
 from .clock import Clock
 from .durations import parse_duration
-from .errors import ActorflowError, JournalError, RunNotFound, RuntimeClosed
+from .errors import ActorflowError, JournalError, RunNotFound, RuntimeClosed, TamperedRecord
 from .flows import check_arguments
 from .handle import RunHandle
 from .registry import Registry
@@ -64,9 +63,14 @@ def _check_int(name: str, value: object, minimum: int, hint: str = "") -> None:
 def _check_seconds(name: str, value: object, *, positive: bool = False) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'}, not {value!r}")
+    if value != value or value < 0 or value > _MAX_SECONDS or (positive and value == 0):
+        raise ValueError(
+            f"{name} must be a finite number of seconds {'> 0' if positive else '>= 0'} (at most 100 years), not {value!r}"
+        )
     return float(value)
+
+
+_MAX_SECONDS = 100 * 366 * 86400.0
 
 
 def check_timeout(timeout: object) -> float | None:
@@ -238,9 +242,9 @@ class Runtime:
         watched: set[str] = set()  # the runs the registry waits for (see Registry)
         self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout, watched)
         store = sqlite_store.SQLiteStore.writer(conn, self.path, self.incarnation)
-        self._journal: pykka.ActorRef[Any] = journal.Journal.start(store, self.registry, watched, self.codec.seal)
+        self._journal: pykka.ActorRef[Any] = journal.Journal.start(store, self.registry, watched, self.codec)
         now = _time.time()
-        self._journal.ask(m.RegisterRuntime(now, now + lease, journal.now_iso()))
+        self._journal.ask(m.RegisterRuntime(now, now + lease, journal.now_iso(), concurrency))
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
             self._journal, self.registry, self.codec, concurrency, self.incarnation, busy_timeout * 5 + 5.0,
             max_recoveries, passivate_after, clock, retention_s, lease, poll_interval, dict(queues or {}),
@@ -372,60 +376,54 @@ class Runtime:
         _check_id(run_id)
         in_flow = self._in_own_flow()
         if in_flow:
-            self._check_not_blocking_slot(run_id)
+            self._hold_slot_while_waiting(run_id)  # counted until the finally below
         future: Reply[Any] = Reply()
-        self._tell(self.registry, m.Watch(run_id, future))
         try:
-            if not in_flow:
-                return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
-            with self._blocking():
-                return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
+            self._tell(self.registry, m.Watch(run_id, future))
+            return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
         except pykka.Timeout:
             try:
                 self.registry.tell(m.Unwatch(run_id, future))
             except pykka.ActorDeadError:
                 pass
             raise TimeoutError(f"run {run_id} did not finish within {timeout}s; it is still running") from None
+        finally:
+            if in_flow:
+                with self._lock:
+                    self._blocked -= 1
 
     def _in_own_flow(self) -> bool:
         """True when called from a flow this runtime executes."""
         ctx = _run_context.run.get()
         return ctx is not None and getattr(ctx._execution, "supervisor", None) == self.supervisor
 
-    def _check_not_blocking_slot(self, run_id: str) -> None:
-        """Refuse a wait, from inside a flow of this runtime, that could never end.
+    def _hold_slot_while_waiting(self, run_id: str) -> None:
+        """Count a flow of this runtime that blocks on another run, or refuse a wait that could never end.
 
-        A flow that blocks on another run's result holds its slot meanwhile; if every
-        slot is held by such waits, a run that has yet to execute never gets one.
+        A flow that blocks on another run's result holds its slot meanwhile; if every slot
+        of this runtime is held by such waits and no other runtime on the journal executes
+        runs, a run that has yet to execute never gets one. The caller uncounts it when
+        the wait ends.
 
         Raises:
-            ActorflowError: the awaited run is not executing and no slot would be left for it.
+            ActorflowError: the awaited run is not executing and nothing would execute it.
         """
         ctx = _run_context.run.get()
         assert ctx is not None
-        with self._lock:
-            others = self._blocked
-        if others + 1 < self._concurrency:
-            return
-        state = self._row(run_id)["state"]
-        if state in ("pending", "waiting"):
-            raise ActorflowError(
-                f"run {ctx.run_id} waits for run {run_id} ({state}) from inside its flow, holding one of this "
-                f"runtime's {self._concurrency} slot(s) while every other one is held the same way: run {run_id} "
-                "would never execute. From a flow, start the run as a child (ctx.start) and wait with "
-                "child.result(), ctx.gather() or ctx.wait_first(), which give the slot up while they wait"
-            )
-
-    @contextlib.contextmanager
-    def _blocking(self) -> Iterator[None]:
-        """Count a flow of this runtime blocked in a wait for another run (see :meth:`_check_not_blocking_slot`)."""
-        with self._lock:
+        with self._lock:  # checked and counted at once: two flows cannot both take the last slot
+            if self._blocked + 1 < self._concurrency:
+                self._blocked += 1
+                return
+            state = self._row(run_id)["state"]
+            if state in ("pending", "waiting") and not self._ask(self.registry, m.CountExecutors(_time.time(), self.incarnation)):
+                raise ActorflowError(
+                    f"run {ctx.run_id} waits for run {run_id} ({state}) from inside its flow, holding one of this "
+                    f"runtime's {self._concurrency} slot(s) while every other one is held the same way, and no other "
+                    f"runtime on the journal executes runs: run {run_id} would never execute. From a flow, start the "
+                    "run as a child (ctx.start) and wait with child.result(), ctx.gather() or ctx.wait_first(), which "
+                    "give the slot up while they wait"
+                )
             self._blocked += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._blocked -= 1
 
     # -- events and streams -----------------------------------------------------------
 
@@ -481,13 +479,22 @@ class Runtime:
         self._check_open()
         _check_id(run_id)
         ns = namespace or ""
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise ValueError(f"start must be a chunk index (an int >= 0), not {start!r}")
         index = start
+        last_seq = -1
         while True:
             chunks, finished = self._ask(self.registry, m.GetChunks(run_id, ns, index))
             for idx, data, closed, seq in chunks:
+                # each chunk is checked for its run, position, stream and close mark, and
+                # they must come in the order they were written
+                value = self.codec.loads(data, run_id, signing.CHUNK, seq, signing.chunk_place(ns, bool(closed)), required=True)
+                if seq <= last_seq:
+                    raise TamperedRecord(run_id, f"chunk {seq}", "the stream's chunks are out of the order they were written in")
+                last_seq = seq
                 if closed:
                     return
-                yield self.codec.loads(data, run_id, signing.CHUNK, seq)
+                yield value
                 index = idx + 1
             if chunks:
                 continue
@@ -545,6 +552,8 @@ class Runtime:
         seconds = parse_duration(older_than)
         if isinstance(states, (str, State)):
             states = (states,)
+        if not isinstance(states, Iterable):
+            raise TypeError(f"states must be a state or a list of states, not {states!r}")
         wanted = tuple(parse_state(s).value for s in states)
         for state in wanted:
             if not State(state).terminal:

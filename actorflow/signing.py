@@ -47,6 +47,7 @@ __all__ = [
     "STEP",
     "STEP_ERROR",
     "Signer",
+    "chunk_place",
     "event_kind",
     "key_check",
     "key_path",
@@ -65,6 +66,11 @@ STEP_ERROR = "step.error"
 CHUNK = "chunk"  # a stream chunk (seq: the position of the ctx.write call)
 
 
+def chunk_place(namespace: str, close: bool) -> str:
+    """What a chunk's signature covers besides its run and position: its stream and whether it closes it."""
+    return f"{namespace}{PAIR}{int(bool(close))}"
+
+
 def event_kind(topic: str) -> str:
     """The kind of an event's payload: events of one run and topic are interchangeable."""
     return "event:" + topic
@@ -79,7 +85,7 @@ _MEMO_KINDS = frozenset({"args", "result"})  # read back at once by the process 
 _HEAD = len(_PREFIX) + _MAC_TEXT + 1
 _BHEAD = len(_BPREFIX) + 32
 _SEP = "\x1f"
-_PAIR = "\x1e"
+PAIR = "\x1e"
 ENV_VAR = "ACTORFLOW_SECRET"
 
 
@@ -124,11 +130,11 @@ class Signer:
         """The HMAC of a value's identity and bytes (and of ``extra``, a second column it covers)."""
         head = f"{run_id}{_SEP}{kind}{_SEP}{seq}{_SEP}"
         if type(value) is str and (extra is None or type(extra) is str):
-            tail = "" if extra is None else _PAIR + extra
+            tail = "" if extra is None else PAIR + extra
             return self._mac((head + value + tail).encode("utf-8", "surrogatepass"))
         data = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
         if extra is not None:
-            data += _PAIR.encode() + (extra if isinstance(extra, bytes) else str(extra).encode("utf-8", "surrogatepass"))
+            data += PAIR.encode() + (extra if isinstance(extra, bytes) else str(extra).encode("utf-8", "surrogatepass"))
         return self._mac(head.encode() + data)
 
     def seal(self, value: Any, run_id: str, kind: str, seq: int = 0, extra: Any = None) -> Any:
@@ -148,7 +154,7 @@ class Signer:
             raise JournalError("this view of the journal has no key: it cannot write signed values")
         if type(value) is str and (extra is None or type(extra) is str):  # the hot path, inlined
             inner = self._inner.copy()
-            tail = "" if extra is None else _PAIR + extra
+            tail = "" if extra is None else PAIR + extra
             inner.update(f"{run_id}{_SEP}{kind}{_SEP}{seq}{_SEP}{value}{tail}".encode("utf-8", "surrogatepass"))
             outer = self._outer.copy()
             outer.update(inner.digest())
@@ -177,7 +183,7 @@ class Signer:
         if stored is None:
             return None
         if self._key is None:
-            raise TamperedRecord(run_id, _where(kind, seq), "this view has no key to verify it with")
+            raise TamperedRecord(run_id, place(kind, seq), "this view has no key to verify it with")
         if type(stored) is str:
             try:
                 known = self._sealed.get((stored, run_id, kind, seq, extra))
@@ -199,7 +205,7 @@ class Signer:
                 value_b = stored[_BHEAD:]
                 if hmac.compare_digest(stored[len(_BPREFIX) : _BHEAD], self._mac_of(value_b, run_id, kind, seq, extra)):
                     return value_b
-        raise TamperedRecord(run_id, _where(kind, seq), "its signature does not match its content")
+        raise TamperedRecord(run_id, place(kind, seq), "its signature does not match its content")
 
     @staticmethod
     def unchecked(stored: Any) -> Any:
@@ -211,7 +217,7 @@ class Signer:
         return stored
 
 
-def _where(kind: str, seq: int) -> str:
+def place(kind: str, seq: int) -> str:
     if kind in (STEP, STEP_ERROR, CHUNK):
         return f"{kind} {seq}"
     return kind
@@ -277,9 +283,21 @@ def resolve_key(journal: str, secret: Any = None, *, create: bool, file_mode: in
             f"or pass the key with Runtime(secret=...) or ${ENV_VAR}"
         ) from exc
     try:
-        return bytes.fromhex(text.decode("ascii").strip())
+        key = bytes.fromhex(text.decode("ascii").strip())
     except (UnicodeDecodeError, ValueError) as exc:
         raise JournalError(f"the journal's key file {path!r} is damaged (it must hold the key as hex)") from exc
+    if len(key) < 16:
+        raise JournalError(f"the journal's key file {path!r} holds a key of {len(key)} bytes: at least 16 are needed")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    if mode & 0o002:
+        raise JournalError(
+            f"the journal's key file {path!r} can be written by anyone (mode {oct(mode & 0o777)}): whoever replaces it "
+            "can forge the journal's values; make it private (chmod 600)"
+        )
+    return key
 
 
 def _create_key_file(path: str, file_mode: int) -> bytes:
@@ -304,5 +322,17 @@ def _create_key_file(path: str, file_mode: int) -> bytes:
     except FileExistsError:  # another process made it first: use theirs
         os.unlink(tmp)
         return resolve_key(path[: -len(".key")], None, create=False) or key
+    except OSError:  # no hard links on this file system: create it in place instead
+        os.unlink(tmp)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode)
+        except FileExistsError:
+            return resolve_key(path[: -len(".key")], None, create=False) or key
+        try:
+            os.fchmod(fd, file_mode)
+            os.write(fd, key.hex().encode("ascii") + b"\n")
+        finally:
+            os.close(fd)
+        return key
     os.unlink(tmp)
     return key

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import CorruptRecord, RunCancelled, RunFailed, RunTimedOut, SerializerMismatch
+from .errors import CorruptRecord, JournalError, RunCancelled, RunFailed, RunTimedOut, SerializerMismatch, TamperedRecord
 from .serialization import ErrorInfo
 from .signing import METADATA, PROGRESS, RESULT, STEP_ERROR
 
@@ -93,8 +93,8 @@ def check_listing(state: object, limit: object) -> tuple[str | None, int]:
     """
     if not isinstance(limit, int) or isinstance(limit, bool):
         raise TypeError(f"limit must be an int, not {limit!r}")
-    if limit < 0:
-        raise ValueError(f"limit must be >= 0, not {limit!r}")
+    if limit < 0 or limit > 2**62:
+        raise ValueError(f"limit must be >= 0 (and below 2**62), not {limit!r}")
     return (parse_state(state).value if state is not None else None), limit
 
 
@@ -280,7 +280,7 @@ def steps_from_rows(run_id: str, rows: Iterable[dict[str, Any]], codec: Codec) -
     for row in rows:
         try:
             seq = int(row["seq"])
-            error = codec.load_error(row["error"], run_id, STEP_ERROR, seq)[0] if row.get("error") else None
+            error = codec.load_error(row["error"], run_id, STEP_ERROR, seq, row["name"])[0] if row.get("error") else None
             out.append(
                 StepStatus(
                     seq=seq,
@@ -312,64 +312,60 @@ def status_from_row(row: dict[str, Any], codec: Codec, *, strict: bool = True) -
         row: the row.
         codec: the runtime's (or view's) codec.
         strict: raise for a value that cannot be read; False (listings) shows the run
-            with that value None and the reason as its ``error``, so one damaged row
-            does not hide the others.
+            with that value None and the reason as its ``error`` (a run whose state
+            cannot be read is shown ``failed``), so one damaged row does not hide the others.
 
     Raises:
         CorruptRecord: a column cannot be decoded (the row was edited or damaged);
-            :class:`~actorflow.TamperedRecord` when its signature does not verify.
+            :class:`~actorflow.TamperedRecord` when its signature does not verify, or a
+            value its state needs (a completed run's result, a failed run's error) is missing.
     """
-    run_id = row.get("id", "?")
-    if row.get("codec") is not None and row["codec"] != codec.name:
-        if strict:
-            raise SerializerMismatch(run_id, row["codec"], codec.name)
-    damage: list[CorruptRecord] = []
+    run_id = str(row.get("id", "?"))
+    damage: list[JournalError] = []
 
-    def load(column: str, kind: str) -> Any:
-        data = row.get(column)
-        if data is None:
-            return None
+    def read(column: str, decode: Callable[[], Any], default: Any = None) -> Any:
         try:
-            return codec.loads(data, run_id, kind)
+            return decode()
         except CorruptRecord as exc:
             if strict:
                 raise
             damage.append(exc)
         except Exception as exc:
-            error = CorruptRecord(run_id, column, str(exc))
+            error = CorruptRecord(run_id, column, f"{type(exc).__name__}: {exc}")
             if strict:
                 raise error from exc
             damage.append(error)
-        return None
+        return default
 
-    try:
-        state = State(row["state"])
-    except (KeyError, ValueError) as exc:
-        raise CorruptRecord(run_id, "state", f"unknown state {row.get('state')!r}") from exc
-    error = None
-    if row.get("error") is not None:
+    if row.get("codec") is not None and row["codec"] != codec.name:
+        mismatch = SerializerMismatch(run_id, row["codec"], codec.name)
+        if strict:
+            raise mismatch
+        damage.append(mismatch)
+
+    def state_of() -> State:
         try:
-            error = codec.load_error(row["error"], run_id)[0]
-        except CorruptRecord as exc:
-            if strict:
-                raise
-            damage.append(exc)
-        except Exception as exc:
-            if strict:
-                raise CorruptRecord(run_id, "error", str(exc)) from exc
-            damage.append(CorruptRecord(run_id, "error", str(exc)))
-    try:
-        created, started, completed = (parse_ts(row.get(c)) for c in ("created_at", "started_at", "completed_at"))
-    except (TypeError, ValueError) as exc:
-        raise CorruptRecord(run_id, "created_at/started_at/completed_at", str(exc)) from exc
-    metadata = load("metadata", METADATA)
-    result = load("result", RESULT) if state is State.COMPLETED else None
-    progress = load("progress", PROGRESS)
+            return State(row["state"])
+        except (KeyError, ValueError):
+            raise CorruptRecord(run_id, "state", f"unknown state {row.get('state')!r}") from None
+
+    state = read("state", state_of, State.FAILED)
+    ended_badly = state in (State.FAILED, State.TIMED_OUT)
+    error = read("error", lambda: _error_of(row, codec, run_id, required=ended_badly and not damage))
+    created, started, completed = (read(c, lambda c=c: parse_ts(row.get(c))) for c in ("created_at", "started_at", "completed_at"))
+    metadata = read("metadata", lambda: codec.loads(row.get("metadata"), run_id, METADATA))
+    result = None
+    if state is State.COMPLETED:
+        result = read("result", lambda: codec.loads(row.get("result"), run_id, RESULT, required=True))
+    progress = read("progress", lambda: codec.loads(row.get("progress"), run_id, PROGRESS))
+    attempt = read("attempt", lambda: int(row.get("attempt") or 0), 0)
+    waiting_for = read("waiting_for", lambda: _decode(run_id, "waiting_for", row.get("waiting_for"), json.loads))
+    wake_at = read("wake_at", lambda: parse_ts(row.get("wake_at")))
     if damage:
         error = damage_info(damage[0])
     return RunStatus(
         id=run_id,
-        flow=row.get("flow") or "?",
+        flow=str(row.get("flow") or "?"),
         state=state,
         result=result,
         error=error,
@@ -378,13 +374,22 @@ def status_from_row(row: dict[str, Any], codec: Codec, *, strict: bool = True) -
         completed_at=completed,
         progress=progress,
         parent_id=row.get("parent_id"),
-        attempt=int(row.get("attempt") or 0),
+        attempt=attempt,
         metadata=metadata if isinstance(metadata, dict) else {},
         cancel_requested=bool(row.get("cancel_requested")),
-        waiting_for=_decode(run_id, "waiting_for", row.get("waiting_for"), json.loads),
-        wake_at=parse_ts(row.get("wake_at")),
+        waiting_for=waiting_for if isinstance(waiting_for, dict) else None,
+        wake_at=wake_at,
         detached=bool(row.get("detached")),
     )
+
+
+def _error_of(row: dict[str, Any], codec: Codec, run_id: str, *, required: bool) -> ErrorInfo | None:
+    """A run's recorded error; a failed or timed-out run without one has been tampered with."""
+    if row.get("error") is None:
+        if required and codec.verifies:
+            raise TamperedRecord(run_id, "error", "a failed run without its error")
+        return None
+    return codec.load_error(row["error"], run_id)[0]
 
 
 def _decode(run_id: str, column: str, data: Any, decode: Callable[[Any], Any]) -> Any:

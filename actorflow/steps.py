@@ -128,7 +128,7 @@ class FlowThread(threading.Thread):
                 child = sys._getframe(1).f_locals.get("self")  # the Thread being made (its __init__ asks)
                 if isinstance(child, threading.Thread) and child is not self:
                     try:
-                        _FLOW_THREADS[child] = weakref.ref(ctx)
+                        _FLOW_THREADS[child] = ctx.run_id
                     except TypeError:
                         pass
         return bool(threading.Thread.daemon.fget(self))  # type: ignore[attr-defined]  # the base property
@@ -139,12 +139,13 @@ class FlowThread(threading.Thread):
 
 
 def _refuse_in_flow_thread(name: str) -> None:
-    ref = _FLOW_THREADS.get(threading.current_thread())
-    ctx = ref() if ref is not None else None
-    if ctx is None or ctx._execution.ended:
+    run_id = _FLOW_THREADS.get(threading.current_thread())
+    if run_id is None:
         return
+    # whichever run calls it now (the one that made the thread, or a later one reusing a
+    # pool): there is no run context here, so no checkpoint
     raise ActorflowError(
-        f"step {name!r} was called from a thread that run {ctx.run_id}'s flow started (a ThreadPoolExecutor, say): "
+        f"step {name!r} was called from a thread that a flow started (run {run_id}'s: a ThreadPoolExecutor, say): "
         "there it has no run context and its result would not be checkpointed. Call steps from the flow's own "
         "thread, or run parallel work as child runs (ctx.start, then ctx.gather)"
     )

@@ -386,29 +386,18 @@ class Supervisor(Actor):
         run_id = msg.run_id or new_run_id()
         codec = self._codec
         try:
-            args, kwargs = codec.dumps_arguments(list(args_t), kwargs_d, run_id)
-        except Exception as exc:
-            named = [(f"args[{i}]", v) for i, v in enumerate(args_t)]
-            named += [(f"kwargs[{k!r}]", v) for k, v in kwargs_d.items()]
-            raise describe_unserializable(codec.serializer, named) or SerializationError(
-                f"the arguments cannot be serialized: {exc}"
-            ) from exc
-        try:
             meta = codec.dumps(dict(metadata), run_id, signing.METADATA) if metadata else None
         except Exception as exc:
             raise SerializationError(f"the run's metadata cannot be serialized: {exc}", argument="metadata") from exc
-        if blob is not None:
-            blob = codec.seal(blob, run_id, signing.FLOW)
         at = now_iso()
-        timeout = flow_timeout(fn)
-        return {
+        row: m.Row = {
             "id": run_id,
             "flow": flow_name(fn),
             "flow_ref": ref,
-            "flow_blob": blob,
+            "flow_blob": codec.seal(blob, run_id, signing.FLOW) if blob is not None else None,
             "codec": codec.name,
-            "args": args,
-            "kwargs": kwargs,
+            "args": None,
+            "kwargs": None,
             "state": "pending",
             "metadata": meta,
             "parent_id": msg.parent_id,
@@ -417,7 +406,7 @@ class Supervisor(Actor):
             "cancel_requested": 0,
             "owner": None,
             "started_at": None,
-            "timeout": timeout,
+            "timeout": flow_timeout(fn),
             "deadline": None,
             "detached": 1 if detached else 0,
             "queue": queue,
@@ -427,6 +416,16 @@ class Supervisor(Actor):
             # not a column: the handle's future, carried with the row to the run's execution
             "_done": msg.done,
         }
+        try:
+            row["kwargs"] = codec.serializer.dumps(kwargs_d)
+            row["args"] = codec.dumps_arguments(list(args_t), row, run_id)  # signed with the columns above
+        except Exception as exc:
+            named = [(f"args[{i}]", v) for i, v in enumerate(args_t)]
+            named += [(f"kwargs[{k!r}]", v) for k, v in kwargs_d.items()]
+            raise describe_unserializable(codec.serializer, named) or SerializationError(
+                f"the arguments cannot be serialized: {exc}"
+            ) from exc
+        return row
 
     # -- other processes --------------------------------------------------------------
 

@@ -720,3 +720,15 @@ def signup(ctx: actorflow.Context, email: str, age: int) -> Signup:
 def echo_model(ctx: actorflow.Context, model: Signup) -> Signup:
     assert isinstance(model, Signup)
     return model
+
+
+_SHARED_POOL: list[Any] = []  # a module-level pool, made by the first flow that needs it
+
+
+@actorflow.flow
+def uses_shared_pool(ctx: actorflow.Context, text: str) -> str:
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _SHARED_POOL:
+        _SHARED_POOL.append(ThreadPoolExecutor(max_workers=1))
+    return str(_SHARED_POOL[0].submit(shout, text).result())

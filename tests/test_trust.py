@@ -408,7 +408,7 @@ def test_a_flow_defined_in_a_script_keeps_its_file_and_line_in_every_process(tmp
 def test_a_step_called_from_a_thread_the_flow_started_raises(rt: actorflow.Runtime) -> None:
     with pytest.raises(actorflow.RunFailed) as info:
         rt.start(flows.step_in_pool, "hi").result(timeout=10)
-    assert "a thread that run" in info.value.error.message and "ThreadPoolExecutor" in info.value.error.message
+    assert "a thread that a flow started" in info.value.error.message and "ThreadPoolExecutor" in info.value.error.message
     assert flows.shout("outside any run") == "OUTSIDE ANY RUN"  # a plain call elsewhere
 
 
@@ -481,3 +481,152 @@ def test_the_fast_signature_check_agrees_with_inspect_bind() -> None:
                 assert fits, (fn.__name__, args, kwargs)
             if shape.simple:
                 assert shape.fits(args, kwargs) == fits, (fn.__name__, args, kwargs)
+
+
+# ------------------------------------------------------------------------- found in review: more ways to tamper
+
+
+def test_a_changed_flow_reference_is_refused_before_anything_is_imported(
+    db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "evilmod.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\ndef x(ctx, name): return 'evil'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with actorflow.Runtime(db_path, concurrency=0) as client:
+        run_id = client.start(flows.greet, "alice").id
+    sql(db_path, "UPDATE runs SET flow_ref='evilmod:x' WHERE id=?", run_id)
+    with actorflow.Runtime(db_path) as rt:
+        with pytest.raises(actorflow.RunFailed) as info:
+            rt.result(run_id, timeout=10)
+    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    assert not (tmp_path / "imported").exists()
+
+
+def test_emptied_or_forged_rows_do_not_pass_for_none(db_path: str) -> None:
+    run_id = cut_off(db_path, flows.two_steps, "between", 5, "between")
+    flows.gate("between").set()
+    sql(db_path, "UPDATE steps SET result=NULL WHERE run_id=? AND seq=1", run_id)  # a completed step, emptied
+    with actorflow.Runtime(db_path) as rt:
+        with pytest.raises(actorflow.RunFailed) as info:
+            rt.result(run_id, timeout=10)
+        assert info.value.error.type == "actorflow.errors.TamperedRecord"
+        failed = rt.start(flows.fail, "x")
+        failed.wait(timeout=10)
+        sql(db_path, "UPDATE runs SET state='completed', error=NULL, result=NULL WHERE id=?", failed.id)
+        with pytest.raises(actorflow.TamperedRecord):
+            rt.result(failed.id)
+        sql(db_path, "UPDATE runs SET state='failed', error=NULL WHERE id=?", failed.id)
+        with pytest.raises(actorflow.TamperedRecord):
+            rt.status(failed.id)
+
+
+def test_forged_step_rows_cannot_skip_a_wait_or_a_step(db_path: str) -> None:
+    with actorflow.Runtime(db_path, concurrency=0) as client:
+        run_id = client.start(flows.collect_events, "go", 1).id
+    with sqlite3.connect(db_path) as conn:  # a completed wait, inserted by hand
+        conn.execute(
+            "INSERT INTO steps (run_id, seq, name, state, result, attempts) VALUES (?, 1, 'actorflow.event:go', 'completed', NULL, 1)",
+            (run_id,),
+        )
+    with actorflow.Runtime(db_path) as rt:
+        with pytest.raises(actorflow.RunFailed) as info:
+            rt.result(run_id, timeout=10)
+    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+
+
+def test_a_copied_event_is_not_delivered_twice(db_path: str) -> None:
+    with actorflow.Runtime(db_path, concurrency=0) as client:
+        run_id = client.start(flows.collect_events, "approval", 2).id
+        client.send(run_id, "approval", "alice")
+    sql(db_path, "INSERT INTO messages (run_id, topic, payload, sent_at) SELECT run_id, topic, payload, sent_at FROM messages")
+    with actorflow.Runtime(db_path) as rt:
+        with pytest.raises(actorflow.RunFailed) as info:
+            rt.result(run_id, timeout=10)
+    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+
+
+def test_stream_chunks_cannot_be_moved_between_streams_or_reordered(rt: actorflow.Runtime) -> None:
+    run = rt.start(flows.writer, "w", 3)
+    assert flows.arrived("w").wait(10)
+    flows.gate("w").set()
+    run.result(timeout=10)
+    assert list(run.stream()) == [{"i": 0}, {"i": 1}, {"i": 2}]
+    sql(rt.path, "UPDATE chunks SET namespace='', idx=3 WHERE namespace='logs'")  # the log chunk moved into the stream
+    with pytest.raises(actorflow.TamperedRecord):
+        list(run.stream())
+    sql(rt.path, "DELETE FROM chunks WHERE idx=3")
+    for old, new in ((0, 100), (1, 0), (100, 1)):  # two chunks swapped
+        sql(rt.path, "UPDATE chunks SET idx=? WHERE namespace='' AND idx=?", new, old)
+    with pytest.raises(actorflow.TamperedRecord, match="out of the order"):
+        list(run.stream())
+
+
+def test_a_start_is_not_answered_with_another_run_through_a_planted_key(rt: actorflow.Runtime) -> None:
+    other = rt.start(flows.greet, "mallory")
+    other.result(timeout=10)
+    sql(rt.path, "UPDATE runs SET idempotency_key='order-42' WHERE id=?", other.id)
+    with pytest.raises(actorflow.TamperedRecord):
+        rt.start(flows.add.options(idempotency_key="order-42"), 1, 2)
+    key_run = rt.start(flows.add.options(idempotency_key="order-43"), 1, 2)  # a real repeat still works
+    assert rt.start(flows.add.options(idempotency_key="order-43"), 1, 2).id == key_run.id
+
+
+def test_one_unreadable_row_of_any_kind_spoils_only_itself_in_listings(rt: actorflow.Runtime) -> None:
+    runs = [rt.start(flows.add, i, i) for i in range(5)]
+    for run in runs:
+        run.result(timeout=10)
+    for column, value, run in (("state", "bogus", runs[0]), ("created_at", "yesterday", runs[1]),
+                               ("waiting_for", "{", runs[2]), ("attempt", "x", runs[3])):  # fmt: skip
+        sql(rt.path, f"UPDATE runs SET {column}=? WHERE id=?", value, run.id)
+    for lister in (rt.list_runs, actorflow.inspect(rt.path).list_runs):
+        listed = {s.id: s for s in lister()}
+        assert set(listed) == {r.id for r in runs}
+        assert listed[runs[4].id].result == 8 and listed[runs[4].id].error is None
+        assert all(listed[r.id].error is not None and "CorruptRecord" in listed[r.id].error.type for r in runs[:4])
+    with pytest.raises(actorflow.CorruptRecord):
+        rt.status(runs[0].id)
+
+
+def test_a_key_file_that_anyone_could_have_made_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "j.db")
+    Path(path + ".key").write_text("")
+    with pytest.raises(actorflow.JournalError, match="damaged|at least 16"):
+        actorflow.Runtime(path)
+    Path(path + ".key").write_text("ab" * 32)
+    os.chmod(path + ".key", 0o666)
+    with pytest.raises(actorflow.JournalError, match="can be written by anyone"):
+        actorflow.Runtime(path)
+
+
+def test_a_pool_thread_reused_by_a_later_run_still_refuses_steps(rt: actorflow.Runtime) -> None:
+    try:
+        for text in ("a", "b", "c"):  # the first run makes the pool's thread; the others reuse it
+            with pytest.raises(actorflow.RunFailed, match="a thread that a flow started"):
+                rt.start(flows.uses_shared_pool, text).result(timeout=10)
+    finally:
+        for pool in flows._SHARED_POOL:
+            pool.shutdown()
+        flows._SHARED_POOL.clear()
+
+
+def test_blocking_on_a_run_another_runtime_can_execute_is_allowed(db_path: str) -> None:
+    with actorflow.Runtime(db_path, concurrency=1) as rt, actorflow.Runtime(db_path, concurrency=2):
+        flows.RUNTIMES[db_path] = rt
+        try:
+            assert rt.start(flows.blocks_on_other_run, db_path).result(timeout=30) == 3
+        finally:
+            del flows.RUNTIMES[db_path]
+
+
+def test_more_bad_inputs_are_named(rt: actorflow.Runtime) -> None:
+    run = rt.start(flows.add, 1, 1)
+    run.result(timeout=10)
+    with pytest.raises(ValueError, match="limit"):
+        rt.list_runs(limit=2**70)
+    with pytest.raises(ValueError, match="start must be a chunk index"):
+        list(rt.stream(run.id, start="x"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="start must be a chunk index"):
+        list(rt.stream(run.id, start=-5))
+    with pytest.raises(TypeError, match="states must be"):
+        rt.purge(states=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="100 years"):
+        rt.wait(run.id, timeout=2**2000)

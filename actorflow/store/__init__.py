@@ -222,15 +222,14 @@ class Store(Protocol):
         """
 
     def insert_event(self, run_id: str, topic: str, payload: Any, at: str) -> int:
-        """Queue an event for a run; its id (ids grow, and are never reused)."""
+        """Queue an event for a run; its id (ids grow, and are never reused).
 
-    def take_event(self, run_id: str, topic: str, seq: int, name: str, at: str) -> tuple[Any] | None:
-        """Take the oldest queued event of ``topic`` and checkpoint it as step ``seq``; ``(payload,)`` or None.
-
-        Raises:
-            RunFinished: the run has ended or another runtime holds it (after writing:
-                undo with a savepoint).
+        ``payload`` is a callable given the new event's id, which returns the payload to
+        store (signed with that id, so that a copied row does not verify).
         """
+
+    def take_event(self, run_id: str, topic: str, seq: int, at: str) -> tuple[int, Any] | None:
+        """Mark the oldest queued event of ``topic`` as taken by step ``seq``; ``(event id, payload)``, or None."""
 
     def register_hook(self, run_id: str, token: str, seq: int, at: str, result: Any) -> None:
         """Give a run this runtime holds a hook token, checkpointed as step ``seq``.
@@ -240,8 +239,8 @@ class Store(Protocol):
             HookConflict: another unfinished run holds the token.
         """
 
-    def write_chunk(self, run_id: str, namespace: str, seq: int, data: Any, close: bool, at: str) -> int | None:
-        """Append to a run's stream (checkpointed as step ``seq``); the chunk's index, or None."""
+    def write_chunk(self, run_id: str, namespace: str, seq: int, data: Any, close: bool, at: str, result: Any = None) -> int | None:
+        """Append to a run's stream (checkpointed as step ``seq`` with ``result``); the chunk's index, or None."""
 
     # -- retention ---------------------------------------------------------------------
 
@@ -250,8 +249,11 @@ class Store(Protocol):
 
     # -- runtimes and leases -----------------------------------------------------------
 
-    def register_runtime(self, pid: int, host: str, at: str, now: float, lease_until: float) -> None:
-        """Record this runtime and its lease."""
+    def register_runtime(self, pid: int, host: str, at: str, now: float, lease_until: float, slots: int = 0) -> None:
+        """Record this runtime, its lease and how many runs it executes at once."""
+
+    def executors(self, now: float, besides: str) -> int:
+        """How many live runtimes other than ``besides`` execute runs (have slots)."""
 
     def renew_lease(self, now: float, lease_until: float) -> bool:
         """Extend this runtime's lease; False if it had expired (it is recorded anew)."""

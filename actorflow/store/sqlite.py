@@ -342,7 +342,7 @@ def _create_schema(conn: sqlite3.Connection, path: str, key_check: str | None) -
     # and every start would write a page of it
 
     db.table("runtimes").create(
-        {"id": str, "pid": int, "host": str, "started_at": str, "heartbeat_at": float, "lease_until": float},
+        {"id": str, "pid": int, "host": str, "started_at": str, "heartbeat_at": float, "lease_until": float, "slots": int},
         pk="id",
         if_not_exists=True,
     )
@@ -817,27 +817,23 @@ class SQLiteStore:
             raise RunFinished(run_id, state[0])
         return run_id
 
-    def insert_event(self, run_id: str, topic: str, payload: Any, at: str) -> int:
-        """Queue an event for a run."""
+    def insert_event(self, run_id: str, topic: str, payload: Callable[[int], Any], at: str) -> int:
+        """Queue an event for a run; ``payload(event_id)`` gives the stored payload (signed with its id)."""
         cur = self.conn.execute(
-            "INSERT INTO messages (run_id, topic, payload, sent_at) VALUES (?, ?, ?, ?)", (run_id, topic, payload, at)
+            "INSERT INTO messages (run_id, topic, payload, sent_at) VALUES (?, ?, NULL, ?)", (run_id, topic, at)
         )
-        return int(cur.lastrowid or 0)
+        event_id = int(cur.lastrowid or 0)
+        self.conn.execute("UPDATE messages SET payload=? WHERE id=?", (payload(event_id), event_id))
+        return event_id
 
-    def take_event(self, run_id: str, topic: str, seq: int, name: str, at: str) -> tuple[Any] | None:
-        """Take the oldest queued event of ``topic`` and checkpoint it as step ``seq``."""
+    def take_event(self, run_id: str, topic: str, seq: int, at: str) -> tuple[int, Any] | None:
+        """Mark the oldest queued event of ``topic`` as taken by step ``seq``; ``(event id, payload)`` or None."""
         row = self.conn.execute(
             "UPDATE messages SET taken_seq=?, taken_at=? WHERE id=(SELECT id FROM messages "
-            "WHERE run_id=? AND topic=? AND taken_seq IS NULL ORDER BY id LIMIT 1) RETURNING payload",
+            "WHERE run_id=? AND topic=? AND taken_seq IS NULL ORDER BY id LIMIT 1) RETURNING id, payload",
             (seq, at, run_id, topic),
         ).fetchone()
-        if row is None:
-            return None
-        step: StepRow = {"run_id": run_id, "seq": seq, "name": name, "state": "completed", "result": row[0],
-                         "attempts": 1, "completed_at": at}  # fmt: skip
-        if not self.save_step(step):
-            raise RunFinished(run_id, "finished")  # the caller undoes the take with its savepoint
-        return (row[0],)
+        return None if row is None else (int(row[0]), row[1])
 
     def register_hook(self, run_id: str, token: str, seq: int, at: str, result: Any) -> None:
         """Give a run a hook token, checkpointed as step ``seq``."""
@@ -857,7 +853,7 @@ class SQLiteStore:
         self.save_step({"run_id": run_id, "seq": seq, "name": "actorflow.hook", "state": "completed", "result": result,
                         "attempts": 1, "completed_at": at})  # fmt: skip
 
-    def write_chunk(self, run_id: str, namespace: str, seq: int, data: Any, close: bool, at: str) -> int | None:
+    def write_chunk(self, run_id: str, namespace: str, seq: int, data: Any, close: bool, at: str, result: Any = None) -> int | None:
         """Append to a run's stream."""
         row = self.conn.execute(
             "INSERT INTO chunks (run_id, namespace, idx, seq, data, closed, at) "
@@ -868,8 +864,8 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return None
-        self.save_step({"run_id": run_id, "seq": seq, "name": "actorflow.write", "state": "completed", "attempts": 1,
-                        "completed_at": at})  # fmt: skip
+        self.save_step({"run_id": run_id, "seq": seq, "name": "actorflow.write", "state": "completed", "result": result,
+                        "attempts": 1, "completed_at": at})  # fmt: skip
         return int(row[0])
 
     # -- retention ---------------------------------------------------------------------
@@ -904,12 +900,20 @@ class SQLiteStore:
 
     # -- runtimes and leases -----------------------------------------------------------
 
-    def register_runtime(self, pid: int, host: str, at: str, now: float, lease_until: float) -> None:
-        """Record this runtime and its lease."""
+    def register_runtime(self, pid: int, host: str, at: str, now: float, lease_until: float, slots: int = 0) -> None:
+        """Record this runtime, its lease and how many runs it executes at once."""
         self.conn.execute(
-            "INSERT OR REPLACE INTO runtimes (id, pid, host, started_at, heartbeat_at, lease_until) VALUES (?, ?, ?, ?, ?, ?)",
-            (self.runtime, pid, host, at, now, lease_until),
+            "INSERT OR REPLACE INTO runtimes (id, pid, host, started_at, heartbeat_at, lease_until, slots) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self.runtime, pid, host, at, now, lease_until, slots),
         )
+
+    def executors(self, now: float, besides: str) -> int:
+        """How many live runtimes other than ``besides`` execute runs (have slots)."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM runtimes WHERE id!=? AND COALESCE(slots, 0) > 0 AND lease_until >= ?", (besides, now)
+        ).fetchone()
+        return int(row[0])
 
     def renew_lease(self, now: float, lease_until: float) -> bool:
         """Extend this runtime's lease; False if it had expired."""
