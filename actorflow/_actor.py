@@ -13,7 +13,7 @@ import queue
 from typing import Any, ClassVar
 
 import pykka
-from pykka._envelope import Envelope  # noqa: PLC2701 - pykka's documented inbox element
+from pykka._envelope import Envelope
 
 __all__ = ["Actor", "tell"]
 

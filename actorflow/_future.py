@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pykka
-from pykka._types import OptExcInfo  # noqa: PLC2701
+from pykka._types import OptExcInfo
 
 __all__ = ["Admission", "Reply"]
 
@@ -50,7 +50,7 @@ class Reply(pykka.Future[T]):
             self._lock.release()  # let the next waiter through
         if self._exc is not None:
             raise self._exc
-        return self._value  # type: ignore[no-any-return]
+        return self._value  # type: ignore[no-any-return]  # the future holds whatever it was set with
 
     def set(self, value: T | None = None) -> None:
         """Set the value and wake the waiters."""

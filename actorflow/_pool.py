@@ -63,7 +63,7 @@ class WorkerPool:
                 return
             try:
                 fn()
-            except BaseException:  # noqa: BLE001 - keep the thread: the pool counts on it
+            except BaseException:
                 logging.getLogger("actorflow").exception("a pool thread's work raised")
             finally:
                 with self._lock:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from . import _run_context
 from .errors import ActorflowError, RunError
@@ -37,8 +37,13 @@ __all__ = [
 
 
 
-class ChildHandle:
+R = TypeVar("R")
+
+
+class ChildHandle(Generic[R]):
     """A child run started from a flow with ``ctx.start``; usable only inside that flow.
+
+    Generic in the child flow's return type: ``result()`` is typed as it.
 
     Attributes:
         id: the child's run id (derived from the parent's id and the call's position).
@@ -50,7 +55,7 @@ class ChildHandle:
         self._execution = execution
         self.id = run_id
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R:
         """Wait (durably) for the child and return its result.
 
         Raises:
@@ -59,7 +64,8 @@ class ChildHandle:
             TimeoutError: ``timeout`` seconds passed first (the child goes on).
         """
         rows = self._execution.wait_runs((self.id,), "all", timeout, "actorflow.result")
-        return result_from_row(rows[self.id], self._execution.codec)
+        value: R = result_from_row(rows[self.id], self._execution.codec)
+        return value
 
     def status(self) -> RunStatus:
         """The child's current status, for display: it is not checkpointed, so do not branch on it."""
@@ -78,7 +84,7 @@ class ChildHandle:
         return f"<ChildHandle {self.id}>"
 
 
-def _ids(handles: Sequence[ChildHandle | str]) -> tuple[str, ...]:
+def _ids(handles: Sequence[ChildHandle[Any] | str]) -> tuple[str, ...]:
     ids = []
     for h in handles:
         if isinstance(h, ChildHandle):
@@ -92,7 +98,7 @@ def _ids(handles: Sequence[ChildHandle | str]) -> tuple[str, ...]:
     return tuple(ids)
 
 
-def gather(execution: RunOperations, handles: Sequence[ChildHandle | str], return_exceptions: bool, timeout: float | None) -> list[Any]:
+def gather(execution: RunOperations, handles: Sequence[ChildHandle[Any] | str], return_exceptions: bool, timeout: float | None) -> list[Any]:
     """Wait for every run; see :meth:`actorflow.Context.gather`."""
     ids = _ids(handles)
     mode = "all" if return_exceptions else "all_or_failure"
@@ -112,7 +118,7 @@ def gather(execution: RunOperations, handles: Sequence[ChildHandle | str], retur
     return out
 
 
-def wait_first(execution: RunOperations, handles: Sequence[ChildHandle | str], timeout: float | None) -> tuple[ChildHandle | str, Any]:
+def wait_first(execution: RunOperations, handles: Sequence[ChildHandle[Any] | str], timeout: float | None) -> tuple[ChildHandle[Any] | str, Any]:
     """Wait for the first run to end; see :meth:`actorflow.Context.wait_first`."""
     ids = _ids(handles)
     rows = execution.wait_runs(ids, "first", timeout, "actorflow.wait_first")
@@ -174,7 +180,7 @@ class _Sequence:
         return value
 
 
-def sequence(*flows: Callable[..., Any], name: str | None = None) -> Flow:
+def sequence(*flows: Callable[..., Any], name: str | None = None) -> Flow[..., Any]:
     """A flow that runs ``flows`` one after the other, each as a child run, each output the next input.
 
     The first flow gets the sequence's arguments; each next one gets the previous
@@ -247,7 +253,7 @@ def parent_flow(
     finalize: Callable[[Any, Any, list[ChildOutcome]], Any],
     *,
     name: str | None = None,
-) -> Flow:
+) -> Flow[..., Any]:
     """A flow that runs, fans out to children, then finalizes with every child's outcome.
 
     durable-execution's parent task with ``onRunAndChildrenComplete``: ``run(ctx, *args,

@@ -8,8 +8,8 @@ from typing import Any
 
 from . import serialization as ser
 from . import signing
-from .serialization import ErrorInfo, Serializer
 from .errors import TamperedRecord
+from .serialization import ErrorInfo, Serializer
 from .signing import PAIR, Signer, place
 
 __all__ = ["Codec"]

@@ -7,7 +7,7 @@ import random as _random
 import threading
 import uuid as _uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from . import _run_context
 from .children import ChildHandle, gather, wait_first
@@ -16,6 +16,9 @@ from .steps import Step
 
 if TYPE_CHECKING:
     from ._operations import RunOperations
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Flag:
@@ -140,7 +143,7 @@ class Context:
         step = fn if isinstance(fn, Step) else Step(fn)
         return self._execution.run_step(step, args, kwargs)
 
-    def start(self, flow: Callable[..., Any], /, *args: Any, **kwargs: Any) -> ChildHandle:
+    def start(self, flow: Callable[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs) -> ChildHandle[R]:
         """Start a child run of ``flow`` and return its handle once it is committed.
 
         The child runs in parallel; wait for it with ``handle.result()``,
@@ -154,7 +157,7 @@ class Context:
         """
         return ChildHandle(self._execution, self._execution.start_child(flow, args, kwargs))
 
-    def gather(self, *handles: ChildHandle | str, return_exceptions: bool = False, timeout: float | None = None) -> list[Any]:
+    def gather(self, *handles: ChildHandle[Any] | str, return_exceptions: bool = False, timeout: float | None = None) -> list[Any]:
         """Wait for every run and return their results, in order.
 
         Args:
@@ -167,7 +170,7 @@ class Context:
         """
         return gather(self._execution, handles, return_exceptions, timeout)
 
-    def wait_first(self, *handles: ChildHandle | str, timeout: float | None = None) -> tuple[Any, Any]:
+    def wait_first(self, *handles: ChildHandle[Any] | str, timeout: float | None = None) -> tuple[Any, Any]:
         """Wait for the first of the runs to end; return ``(its handle, its result or error)``.
 
         Raises:
@@ -222,17 +225,17 @@ class Context:
     def now(self) -> _dt.datetime:
         """The current UTC time (of the runtime's clock), checkpointed: a replay gets the same value."""
         clock = self._execution.clock
-        return self._execution.run_value(  # type: ignore[no-any-return]
+        return self._execution.run_value(  # type: ignore[no-any-return]  # run_value returns what produce() made
             "actorflow.now", lambda: _dt.datetime.fromtimestamp(clock.time(), _dt.UTC)
         )
 
     def random(self) -> float:
         """A random float in [0, 1), checkpointed: a replay gets the same value."""
-        return self._execution.run_value("actorflow.random", _random.random)  # type: ignore[no-any-return]
+        return self._execution.run_value("actorflow.random", _random.random)  # type: ignore[no-any-return]  # run_value returns what produce() made
 
     def uuid(self) -> _uuid.UUID:
         """A random UUID, checkpointed: a replay gets the same value."""
-        return self._execution.run_value("actorflow.uuid", _uuid.uuid4)  # type: ignore[no-any-return]
+        return self._execution.run_value("actorflow.uuid", _uuid.uuid4)  # type: ignore[no-any-return]  # run_value returns what produce() made
 
     def __repr__(self) -> str:
         return f"<Context run={self.run_id} flow={self.flow} attempt={self.attempt}>"

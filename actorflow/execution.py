@@ -30,13 +30,14 @@ from typing import Any
 
 import pykka
 
+from . import _run_context
 from . import messages as m
 from ._actor import Actor, tell
 from ._future import Admission, Reply
 from ._ids import child_run_id
 from ._pool import WorkerPool
-from . import _run_context
 from ._signals import Abandoned, Ended, Passivate
+from .codec import Codec
 from .context import Context, RunControl
 from .durations import parse_duration, wake_time
 from .errors import (
@@ -44,8 +45,8 @@ from .errors import (
     Cancelled,
     FatalError,
     NonDeterminismError,
-    RuntimeClosed,
     RunNotFound,
+    RuntimeClosed,
     RunTimedOut,
     SerializationError,
     StepFailed,
@@ -55,8 +56,7 @@ from .errors import (
 from .flows import check_arguments, flow_name, flow_retry
 from .journal import now_iso
 from .registry import condition_met
-from .codec import Codec
-from .serialization import ErrorInfo, error_info
+from .serialization import error_info
 from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, chunk_place, event_kind
 from .status import TERMINAL_NAMES, parse_ts
 from .steps import Step, StepInfo
@@ -205,6 +205,12 @@ class Execution(Actor):
                 if self.control.abandon.is_set():
                     raise Abandoned from None
 
+    def call(self, message_type: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Send ``message_type(*args, **kwargs, reply_to=...)`` to the journal and wait for its answer."""
+        reply: Reply[Any] = Reply()
+        self.send(message_type(*args, **kwargs, reply_to=reply))
+        return self.await_(reply)
+
     def ask(self, make: Callable[[Reply[Any]], Any]) -> Any:
         """Send the message ``make(reply)`` and wait for the journal's answer."""
         reply: Reply[Any] = Reply()
@@ -259,7 +265,7 @@ class Execution(Actor):
         row: Any = self.registry.ask(m.GetRun(run_id))
         if row is None:
             raise RunNotFound(run_id)
-        return row  # type: ignore[no-any-return]
+        return row  # type: ignore[no-any-return]  # an actor's answer is untyped
 
     def cancel_run(self, run_id: str) -> bool:
         """Cancel a run through the supervisor; True if this call cancelled it."""
@@ -276,7 +282,7 @@ class Execution(Actor):
             return
         waiting_for = {"sleep_until": _iso(wake)}
         if saved is not None and saved.get("retry_at"):
-            wake = _ts(saved["retry_at"])  # type: ignore[assignment]
+            wake = _ts(saved["retry_at"])  # type: ignore[assignment]  # retry_at is set for a step that waits
             waiting_for = {"sleep_until": _iso(wake)}
         elif self._passivates(wake):
             # a long sleep: commit its wake-up time and the run's waiting state at once
@@ -582,14 +588,14 @@ class Execution(Actor):
                 name=step.name,
                 seq=seq,
                 attempt=attempt,
-                started_at=parse_ts(started),  # type: ignore[arg-type]
+                started_at=parse_ts(started),  # type: ignore[arg-type]  # the journal's timestamps are never NULL here
                 run_id=self.run_id,
                 _stop=threading.Event() if step.timeout is not None else None,
                 _run_cancel=self.control.interrupt,
             )
             # committed before the body runs, so that a crash in the body makes the next
             # execution's attempt a higher one (at-least-once, counted)
-            if not self.ask(lambda reply: m.StepStarted(self.run_id, seq, step.name, attempt, started, reply_to=reply)):
+            if not self.call(m.StepStarted, self.run_id, seq, step.name, attempt, started):
                 raise Ended  # the run ended meanwhile (its flow timed out): nothing more to do
             try:
                 value = self._call(step, info, args, kwargs)
@@ -599,7 +605,7 @@ class Execution(Actor):
                     raise FatalError(f"step {step.name!r} returned a value that cannot be serialized: {exc}") from exc
             except (Abandoned, Ended):
                 raise
-            except BaseException as exc:  # noqa: BLE001 - a step's failure is checkpointed
+            except BaseException as exc:
                 if isinstance(exc, Cancelled) or self.control.interrupt.is_set():
                     self.checkpoint()  # the run was cancelled/abandoned meanwhile
                 final = isinstance(exc, FatalError) or attempt >= policy.max_attempts
@@ -613,10 +619,8 @@ class Execution(Actor):
                     at = now_iso()
                     retry_at = self.clock.time() + delay
                     error_text = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq, step.name)
-                    self.ask(
-                        lambda reply: m.StepAttemptFailed(self.run_id, seq, step.name, attempt, error_text, summary,
-                                                          round(delay, 6), _iso(retry_at), at, reply_to=reply)  # fmt: skip
-                    )
+                    self.call(m.StepAttemptFailed, self.run_id, seq, step.name, attempt, error_text, summary, round(delay, 6),
+                              _iso(retry_at), at)  # fmt: skip
                     self.wait_until(seq, retry_at, {"retry": step.name, "until": _iso(retry_at)})
                     attempt += 1
                     continue
@@ -691,7 +695,7 @@ class Execution(Actor):
             # admitted at start: the row was inserted as running; wait for its commit
             try:
                 created = self.await_(self._inserted)
-            except Exception:  # the caller of start() gets the error; nothing was written
+            except Exception:  # noqa: BLE001 - the caller of start() gets the error; nothing was written
                 return
             if not created:  # a repeated id or idempotency key: the run exists already
                 return
@@ -732,7 +736,7 @@ class Execution(Actor):
             args, kwargs = codec.loads_arguments(row, run_id)
             metadata = codec.loads(row["metadata"], run_id, METADATA) if row["metadata"] is not None else {}
             fn = codec.load_flow(row["flow_ref"], row["flow_blob"], run_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever stops the run's inputs from loading is its failure
             self.finish("failed", error=self._error(exc))
             return
         self.queue = row.get("queue")
@@ -744,7 +748,7 @@ class Execution(Actor):
             run_id=self.run_id,
             flow=row["flow"],
             attempt=self.attempt,
-            started_at=parse_ts(row["started_at"]),  # type: ignore[arg-type]
+            started_at=parse_ts(row["started_at"]),  # type: ignore[arg-type]  # the journal's timestamps are never NULL here
             parent_id=row["parent_id"],
             metadata=metadata,
         )
@@ -784,7 +788,7 @@ class Execution(Actor):
                         summary = str(error_info(exc))
                         try:
                             self.pause(delay)
-                            attempt = self.ask(lambda r: m.RetryRun(self.run_id, summary, round(delay, 6), now_iso(), reply_to=r))
+                            attempt = self.call(m.RetryRun, self.run_id, summary, round(delay, 6), now_iso())
                         except Cancelled:
                             self.finish("cancelled")
                             return
@@ -807,7 +811,7 @@ class Execution(Actor):
             return
         try:
             data = self.codec.dumps(value, self.run_id, RESULT)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a custom serializer may raise anything
             error = SerializationError(f"the flow's return value cannot be serialized: {exc}")
             self.finish("failed", error=self._error(error))
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .status import RunStatus, RunTree, StepList, result_from_row, status_from_row, status_table
 
@@ -13,10 +13,14 @@ if TYPE_CHECKING:
 
 __all__ = ["RunHandle"]
 
+R = TypeVar("R")
 
 
-class RunHandle:
+class RunHandle(Generic[R]):
     """A handle on one run: its id, and calls to inspect, wait for and cancel it.
+
+    Generic in the flow's return type (``RunHandle[str]`` for a flow that returns a str):
+    ``result()`` is typed as it.
 
     Handles are cheap; ``rt.get_run(id)`` makes one for an id that came from elsewhere.
     Every call goes to the runtime's actors, so a handle is safe to share between threads.
@@ -58,7 +62,7 @@ class RunHandle:
         """
         return status_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.codec)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R:
         """Wait until the run ends and return its result.
 
         Args:
@@ -71,7 +75,8 @@ class RunHandle:
             RunTimedOut: the run exceeded its timeout.
             TimeoutError: the run did not end in time (the run is unaffected).
         """
-        return result_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.codec)
+        value: R = result_from_row(self._rt._wait_row(self.id, timeout, self._done), self._rt.codec)
+        return value
 
     def send(self, topic: str, payload: Any = None) -> None:
         """Deliver an event to the run (see :meth:`actorflow.Runtime.send`)."""

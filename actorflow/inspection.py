@@ -9,7 +9,6 @@ from . import signing
 from .codec import Codec
 from .errors import JournalError, RunNotFound
 from .serialization import JSONSerializer, Serializer
-from .store.sqlite import SQLiteStore, check_path, connect_reader
 from .status import (
     RunList,
     RunStatus,
@@ -22,6 +21,8 @@ from .status import (
     status_from_row,
     steps_from_rows,
 )
+from .store import RunRow
+from .store.sqlite import SQLiteStore, check_path, connect_reader
 
 __all__ = ["JournalView", "inspect"]
 
@@ -79,7 +80,7 @@ class JournalView:
             raise JournalError(f"this view of {self.path!r} was closed; open another with actorflow.inspect()")
         return self._store
 
-    def _row(self, run_id: str) -> dict[str, Any]:
+    def _row(self, run_id: str) -> RunRow:
         with self._lock:
             row = self._read().get_run(run_id)
         if row is None:

@@ -385,10 +385,10 @@ class Journal(Actor):
             self._after_commit.append((msg.done, final))
         change = final  # the whole row: the registry hands it to the run's waiters without reading it
         if msg.cascade is None:
-            return True, (msg.run_id, change), None  # type: ignore[return-value]
+            return True, (msg.run_id, change), None  # type: ignore[return-value]  # a RunRow is a dict
         # a parent that ends takes its unfinished (not detached) children with it
         changes, tell = self._cancel_children(msg.run_id, msg.at, msg.cascade)
-        return True, [(msg.run_id, change), *changes], tell  # type: ignore[list-item]
+        return True, [(msg.run_id, change), *changes], tell  # type: ignore[list-item]  # a RunRow is a dict
 
     def _cancel_children(self, parent_id: str, at: str, notify: pykka.ActorRef[Any] | None) -> tuple[list[tuple[str, m.Row]], Any]:
         """Cancel the unfinished, not detached descendants of ``parent_id``."""
@@ -425,7 +425,7 @@ class Journal(Actor):
         changes, tell = self._cancel_children(msg.run_id, msg.at, msg.notify)
         ended: tuple[str, ...] = ()
         if row["state"] == "cancelled":
-            changes.insert(0, (msg.run_id, row))  # type: ignore[arg-type]
+            changes.insert(0, (msg.run_id, row))  # type: ignore[arg-type]  # a RunRow is a dict
             ended = (msg.run_id,)
         else:
             changes.insert(0, (msg.run_id, {"cancel_requested": 1}))
@@ -503,7 +503,7 @@ class Journal(Actor):
     def _claim_orphans(self, msg: m.ClaimOrphans) -> _Outcome:
         """Take over runs whose runtime is gone, and claim pending runs for free slots."""
         claimed = self._store.claim(msg.now, msg.at, msg.free, msg.takeover_limit, msg.queue_limits, self._host, process_alive)
-        tell = (msg.notify, m.Claimed(tuple(claimed))) if msg.notify is not None else None
+        tell = (msg.notify, m.Claimed(tuple(dict(row) for row in claimed))) if msg.notify is not None else None
         return len(claimed), None, tell
 
     def _requeue(self, msg: m.Requeue) -> _Outcome:

@@ -99,9 +99,14 @@ class Registry(Actor):
         if self._store is not None:
             self._store.close()
 
-    def _row(self, run_id: str) -> m.Row | None:
+    @property
+    def store(self) -> SQLiteStore:
+        """The read store (opened when the actor starts)."""
         assert self._store is not None
-        return self._store.get_run(run_id)  # type: ignore[return-value]
+        return self._store
+
+    def _row(self, run_id: str) -> m.Row | None:
+        return self.store.get_run(run_id)  # type: ignore[return-value]  # a RunRow is a dict
 
     def handle(self, message: Any) -> Any:
         """Apply committed changes, register waiters, answer queries."""
@@ -123,7 +128,7 @@ class Registry(Actor):
         elif isinstance(message, m.GetRuns):
             return {run_id: row for run_id in message.run_ids if (row := self._row(run_id)) is not None}
         elif isinstance(message, m.GetTree):
-            return self._store.tree(message.run_id)
+            return self.store.tree(message.run_id)
         elif isinstance(message, m.Poll):
             changes = self._poll()
             if changes is not None and message.notify is not None:
@@ -139,7 +144,7 @@ class Registry(Actor):
             row = self._row(message.run_id)
             if row is None:
                 raise RunNotFound(message.run_id)
-            chunks = self._store.chunks(message.run_id, message.namespace, message.start, message.limit)
+            chunks = self.store.chunks(message.run_id, message.namespace, message.start, message.limit)
             return chunks, row["state"] in _TERMINAL
         elif isinstance(message, m.WatchChunks):
             self._watch_chunks(message)
@@ -151,18 +156,18 @@ class Registry(Actor):
                 self._readers.pop(message.run_id, None)
                 self._unwatch_if_idle(message.run_id)
         elif isinstance(message, m.GetSteps):
-            return self._store.steps(message.run_id)
+            return self.store.steps(message.run_id)
         elif isinstance(message, m.ListRuns):
-            return self._store.list_runs(
+            return self.store.list_runs(
                 state=message.state,
                 flow=message.flow,
                 parent_id=message.parent_id,
                 limit=message.limit,
             )
         elif isinstance(message, m.CountExecutors):
-            return self._store.executors(message.now, message.besides)
+            return self.store.executors(message.now, message.besides)
         elif isinstance(message, m.CountByState):
-            return self._store.count_by_state()
+            return self.store.count_by_state()
         else:
             return super().handle(message)
         return None
@@ -183,7 +188,7 @@ class Registry(Actor):
         if not watched:
             return
         if row is None:
-            row = self._store.get_run(run_id)
+            row = self._row(run_id)
         if row is None:  # purged before its end was read here: its waiters hear so
             self._purged(run_id)
             return
@@ -219,8 +224,7 @@ class Registry(Actor):
 
         Changes this process committed are seen again here; handling them twice is harmless.
         """
-        assert self._store is not None
-        feed, self._marks = self._store.feed_since(self._marks)
+        feed, self._marks = self.store.feed_since(self._marks)
         ended, cancelled, events = feed["ended"], feed["cancelled"], feed["events"]
         for run_id in ended:
             self._ended(run_id)
@@ -304,7 +308,7 @@ class Registry(Actor):
             message.future.set_exception(exc_info=(RunNotFound, error, None))
             self._unwatch_if_idle(message.run_id)
             return
-        ready = self._store.chunks(message.run_id, message.namespace, message.start, 1)
+        ready = self.store.chunks(message.run_id, message.namespace, message.start, 1)
         if ready or row["state"] in _TERMINAL:
             message.future.set(None)
         else:

@@ -7,21 +7,19 @@ import datetime as _dt
 import logging
 import os
 import threading
-import weakref
 import time as _time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pykka
 
-from . import journal, signing
-from .store import sqlite as sqlite_store
+from . import _run_context, journal, signing
 from . import messages as m
-from .codec import Codec
-from . import _run_context
 from ._future import Reply
 from ._ids import new_ulid
 from .clock import Clock
+from .codec import Codec
 from .durations import parse_duration
 from .errors import ActorflowError, JournalError, RunNotFound, RuntimeClosed, TamperedRecord
 from .flows import check_arguments
@@ -40,12 +38,16 @@ from .status import (
     status_from_row,
     steps_from_rows,
 )
+from .store import sqlite as sqlite_store
 from .supervisor import Supervisor
 
 __all__ = ["Runtime", "check_timeout"]
 
 
 log = logging.getLogger("actorflow")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _check_id(run_id: object) -> None:
@@ -98,7 +100,7 @@ def _release_at_exit() -> None:
     for rt in list(_OPEN):
         try:
             rt.shutdown(timeout=0)
-        except Exception:  # noqa: BLE001 - the process is exiting: the lease runs out on its own
+        except Exception:
             log.debug("could not shut %r down at exit", rt, exc_info=True)
 
 
@@ -256,7 +258,7 @@ class Runtime:
 
     # -- starting ---------------------------------------------------------------------
 
-    def start(self, flow: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RunHandle:
+    def start(self, flow: Callable[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs) -> RunHandle[R]:
         """Start a run of ``flow`` and return its handle once the run is committed.
 
         The flow executes in the background; the handle's id can be stored and used
@@ -277,18 +279,18 @@ class Runtime:
             JournalError: the journal could not be written (nothing is written).
         """
         self._check_open()
-        args, kwargs = check_arguments(flow, args, kwargs)
+        checked_args, checked_kwargs = check_arguments(flow, args, kwargs)
         future: Reply[Any] = Reply()
         done: Reply[Any] = Reply()
         try:
-            self.supervisor.tell(m.StartRun(flow, args, kwargs, reply_to=future, done=done, checked=True))
+            self.supervisor.tell(m.StartRun(flow, checked_args, checked_kwargs, reply_to=future, done=done, checked=True))
         except pykka.ActorDeadError:
             raise RuntimeClosed("the runtime was shut down; create a new Runtime to start runs") from None
         return RunHandle(self, self._await(future, self.supervisor), done)
 
     # -- finding ----------------------------------------------------------------------
 
-    def get_run(self, run_id: str) -> RunHandle:
+    def get_run(self, run_id: str) -> RunHandle[Any]:
         """A handle for a run id that came from elsewhere.
 
         Raises:
@@ -336,7 +338,7 @@ class Runtime:
         row = self._ask(self.registry, m.GetRun(run_id))
         if row is None:
             raise RunNotFound(run_id)
-        return row  # type: ignore[no-any-return]
+        return row  # type: ignore[no-any-return]  # an actor's answer is untyped
 
     def steps(self, run_id: str) -> StepList:
         """The checkpointed calls of a run: name, state, attempts, times and last error of each.
@@ -372,7 +374,7 @@ class Runtime:
         self._check_open()
         timeout = check_timeout(timeout)
         if done is not None and done.done:  # its end was committed here: nothing to ask
-            return done.get()  # type: ignore[no-any-return]
+            return done.get()  # type: ignore[no-any-return]  # an actor's answer is untyped
         _check_id(run_id)
         in_flow = self._in_own_flow()
         if in_flow:
@@ -380,7 +382,7 @@ class Runtime:
         future: Reply[Any] = Reply()
         try:
             self._tell(self.registry, m.Watch(run_id, future))
-            return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]
+            return self._await(future, self.registry, timeout)  # type: ignore[no-any-return]  # an actor's answer is untyped
         except pykka.Timeout:
             try:
                 self.registry.tell(m.Unwatch(run_id, future))
@@ -632,7 +634,7 @@ class Runtime:
                 pass
             try:  # give up what this runtime holds: another one takes it at once, not after the lease
                 self._journal.ask(m.ReleaseAll(), timeout=30)
-            except Exception:  # noqa: BLE001 - the lease runs out on its own
+            except Exception:
                 log.warning("could not release this runtime's runs at shutdown", exc_info=True)
             for ref in (self._journal, self.registry):
                 try:

@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
-import cloudpickle  # type: ignore[import-untyped]
+import cloudpickle  # type: ignore[import-untyped]  # cloudpickle ships no type hints
 
 from actorflow.errors import FlowNotFound, SerializationError
 
@@ -148,7 +148,7 @@ def _describe_exception(exc: BaseException) -> str:
     """Return ``"TypeError: message"`` for ``exc``, never raising."""
     try:
         message = str(exc)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error
         message = "<unprintable message>"
     name = type(exc).__name__
     return f"{name}: {message}" if message else name
@@ -341,7 +341,7 @@ def _locate_unpicklable(
                 return path, obj, error
             try:
                 cloudpickle.dumps(child)
-            except Exception as child_error:  # noqa: BLE001
+            except Exception as child_error:  # noqa: BLE001 - pickling raises all sorts: this part is the culprit
                 path, obj, error = child_path, child, child_error
                 break
         else:
@@ -548,7 +548,7 @@ def _import_class(ref: Any, tag: str) -> Any:
     try:
         module, qualname = _split_reference(ref)
         return _resolve(module, qualname)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise _DecodeError(
             f"{tag}: class {ref!r} cannot be imported ({_describe_exception(error)}); "
             "its module must be importable by the process that reads the value"
@@ -582,7 +582,7 @@ class _Decoder:
             return handler(self, payload)
         except (_DecodeError, RecursionError):
             raise
-        except Exception as error:  # noqa: BLE001 - bad payloads raise all sorts
+        except Exception as error:
             raise _DecodeError(
                 f"{tag} holds an invalid value ({_describe_exception(error)})"
             ) from error
@@ -687,7 +687,7 @@ class _Decoder:
         blob = _b64(payload, "$pickle")
         try:
             return pickle.loads(blob)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise _DecodeError(
                 f"$pickle cannot be unpickled ({_describe_exception(error)}); the classes "
                 "it refers to must be importable by the process that reads the value"
@@ -1049,7 +1049,7 @@ def flow_reference(fn: Callable[..., Any]) -> tuple[str, bytes | None]:
     try:
         places, sources = _code_places(fn)
         blob: bytes = cloudpickle.dumps((fn, places, sources))
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise SerializationError(
             f"flow {_flow_name(fn)} cannot be stored: it is not importable by name and "
             f"cloudpickle cannot pickle it ({_describe_exception(error)}); define the "
@@ -1116,7 +1116,7 @@ def _importable(func: types.FunctionType) -> bool:
         return False
     try:
         return _resolve(module, qualname) is func
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - anything that fails to import is "not importable"
         return False
 
 
@@ -1202,7 +1202,7 @@ def load_flow(ref: str, blob: bytes | None) -> Callable[..., Any]:
             return original
         try:
             loaded, places, sources = pickle.loads(blob)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise FlowNotFound(
                 f"flow {ref!r} was stored by value and cannot be unpickled "
                 f"({_describe_exception(error)}); the modules it uses must be importable "
@@ -1216,7 +1216,7 @@ def load_flow(ref: str, blob: bytes | None) -> Callable[..., Any]:
         try:
             module, qualname = _split_reference(ref)
             loaded = _resolve(module, qualname)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise FlowNotFound(
                 f"flow {ref!r} cannot be imported ({_describe_exception(error)}); the "
                 "module must be importable by the process that opens the journal "
@@ -1285,7 +1285,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
         message = f"<unprintable {type(exc).__name__}>"
     try:
         text = "".join(_traceback.format_exception(exc))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a broken exception must not hide the error
         text = f"{_exception_type_name(exc)}: {message}\n"
     return ErrorInfo(type=_exception_type_name(exc), message=message, traceback=text)
 

@@ -20,21 +20,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from .errors import JournalError, TamperedRecord
 
-# CPython's own SHA-256 (no OpenSSL context to copy: cheaper per short value, which is
-# what the journal signs); any SHA-256 gives the same digests.
-try:
-    from _sha2 import sha256 as _sha256  # Python 3.12 and later
-except ImportError:
-    try:
-        from _sha256 import sha256 as _sha256  # Python 3.11
-    except ImportError:
-        _sha256 = hashlib.sha256
+
+def _builtin_sha256() -> Callable[[bytes], Any]:
+    """CPython's own SHA-256 (no OpenSSL context to copy: cheaper per short value, which is
+    what the journal signs); hashlib's where it is missing. Every SHA-256 gives the same digests."""
+    for module in ("_sha2", "_sha256"):  # Python 3.12 and later, Python 3.11
+        try:
+            found: Callable[[bytes], Any] = importlib.import_module(module).sha256
+        except (ImportError, AttributeError):
+            continue
+        return found
+    return hashlib.sha256
+
+
+_sha256 = _builtin_sha256()
 
 __all__ = [
     "ARGS",
@@ -124,7 +131,8 @@ class Signer:
         inner.update(data)
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return outer.digest()
+        digest: bytes = outer.digest()
+        return digest
 
     def _mac_of(self, value: Any, run_id: str, kind: str, seq: int, extra: Any) -> bytes:
         """The HMAC of a value's identity and bytes (and of ``extra``, a second column it covers)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,7 @@ def parse_ts(text: str | None) -> _dt.datetime | None:
     return _dt.datetime.fromisoformat(text)
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     """The states of a run. ``completed``, ``failed``, ``cancelled`` and ``timed_out`` are terminal."""
 
     PENDING = "pending"
@@ -197,9 +197,9 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     for row in body:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in body]
     return "\n".join(lines)
 
 
@@ -269,7 +269,7 @@ class StepList(list[StepStatus]):
         return format_table(("seq", "step", "state", "attempts", "started_at", "completed_at", "last error"), rows)
 
 
-def steps_from_rows(run_id: str, rows: Iterable[dict[str, Any]], codec: Codec) -> StepList:
+def steps_from_rows(run_id: str, rows: Iterable[Mapping[str, Any]], codec: Codec) -> StepList:
     """Build a :class:`StepList` from ``steps`` rows.
 
     Raises:
@@ -305,7 +305,7 @@ def damage_info(exc: BaseException) -> ErrorInfo:
     return ErrorInfo(type=f"actorflow.{type(exc).__name__}", message=str(exc), traceback="")
 
 
-def status_from_row(row: dict[str, Any], codec: Codec, *, strict: bool = True) -> RunStatus:
+def status_from_row(row: Mapping[str, Any], codec: Codec, *, strict: bool = True) -> RunStatus:
     """Build a :class:`RunStatus` from a ``runs`` row, checking and decoding its stored values.
 
     Args:
@@ -352,7 +352,7 @@ def status_from_row(row: dict[str, Any], codec: Codec, *, strict: bool = True) -
     state = read("state", state_of, State.FAILED)
     ended_badly = state in (State.FAILED, State.TIMED_OUT)
     error = read("error", lambda: _error_of(row, codec, run_id, required=ended_badly and not damage))
-    created, started, completed = (read(c, lambda c=c: parse_ts(row.get(c))) for c in ("created_at", "started_at", "completed_at"))
+    created, started, completed = (_read_time(read, row, column) for column in ("created_at", "started_at", "completed_at"))
     metadata = read("metadata", lambda: codec.loads(row.get("metadata"), run_id, METADATA))
     result = None
     if state is State.COMPLETED:
@@ -383,7 +383,12 @@ def status_from_row(row: dict[str, Any], codec: Codec, *, strict: bool = True) -
     )
 
 
-def _error_of(row: dict[str, Any], codec: Codec, run_id: str, *, required: bool) -> ErrorInfo | None:
+def _read_time(read: Callable[..., Any], row: Mapping[str, Any], column: str) -> _dt.datetime | None:
+    value: _dt.datetime | None = read(column, lambda: parse_ts(row.get(column)))
+    return value
+
+
+def _error_of(row: Mapping[str, Any], codec: Codec, run_id: str, *, required: bool) -> ErrorInfo | None:
     """A run's recorded error; a failed or timed-out run without one has been tampered with."""
     if row.get("error") is None:
         if required and codec.verifies:
@@ -402,7 +407,7 @@ def _decode(run_id: str, column: str, data: Any, decode: Callable[[Any], Any]) -
         raise CorruptRecord(run_id, column, str(exc)) from exc
 
 
-def result_from_row(row: dict[str, Any], codec: Codec) -> Any:
+def result_from_row(row: Mapping[str, Any], codec: Codec) -> Any:
     """The value of a finished run's row, or raise how it ended.
 
     Raises:

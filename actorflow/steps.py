@@ -135,7 +135,7 @@ class FlowThread(threading.Thread):
 
     @daemon.setter
     def daemon(self, value: bool) -> None:
-        threading.Thread.daemon.fset(self, value)  # type: ignore[attr-defined]
+        threading.Thread.daemon.fset(self, value)  # type: ignore[attr-defined]  # typeshed does not know a property's fget/fset
 
 
 def _refuse_in_flow_thread(name: str) -> None:

@@ -25,19 +25,18 @@ from typing import Any
 import pykka
 
 from . import messages as m
+from . import signing
 from ._actor import Actor, tell
 from ._future import Admission, Reply
 from ._ids import new_run_id
 from ._pool import WorkerPool
 from .clock import Clock, SystemClock
+from .codec import Codec
 from .context import RunControl
 from .errors import RuntimeClosed, RunTimedOut, SerializationError
 from .execution import Execution
-from .flows import flow_name, flow_timeout, run_options
+from .flows import check_arguments, flow_name, flow_timeout, run_options
 from .journal import now_iso
-from . import signing
-from .codec import Codec
-from .flows import check_arguments
 from .serialization import describe_unserializable, flow_reference
 from .steps import FlowThread
 from .timers import Timers

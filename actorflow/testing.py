@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["ManualClock", "LeftoverActors", "no_leftover_actors", "no_leftover_actors_fixture", "wait_for_state"]
 
 
-def wait_for_state(handle: RunHandle, state: State | str, timeout: float = 10.0, *, waiting_for: str | None = None) -> RunStatus:
+def wait_for_state(handle: RunHandle[Any], state: State | str, timeout: float = 10.0, *, waiting_for: str | None = None) -> RunStatus:
     """Wait until the run of ``handle`` is in ``state``; return its status then.
 
     A terminal state is waited for without polling (``handle.wait()``); a passing state

@@ -157,7 +157,7 @@ class MemoryStore:
         run.update(state="running", attempt=run["attempt"] + 1, waiting_for=None, wake_at=None, started_at=at,
                    owner=self.runtime, deadline=run["deadline"] or deadline, updated_at=at)  # fmt: skip
         self.add_event(run_id, at, "started", f'{{"attempt": {run["attempt"]}, "recoveries": {run["recoveries"]}}}')
-        return dict(run), self.steps(run_id)  # type: ignore[return-value]
+        return dict(run), self.steps(run_id)  # type: ignore[return-value]  # a copy of the stored dict is the row
 
     def finish_run(self, run_id: str, state: str, at: str, result: Any, error: str | None) -> RunRow | None:
         """End a run this runtime holds; a cancel accepted before wins over completed or failed."""
@@ -170,7 +170,7 @@ class MemoryStore:
             run.update(state=state, result=result, error=error)
         run.update(completed_at=at, updated_at=at)
         self.add_event(run_id, at, run["state"])
-        return dict(run)  # type: ignore[return-value]
+        return dict(run)  # type: ignore[return-value]  # a copy of the stored dict is the row
 
     def retry_run(self, run_id: str, at: str, summary: str, delay: float) -> int | None:
         """Count a flow retry; its steps that did not complete are forgotten."""
@@ -209,7 +209,7 @@ class MemoryStore:
         if run["state"] in ("pending", "waiting"):
             run.update(state="cancelled", completed_at=at)
             self.add_event(run_id, at, "cancelled")
-        return dict(run)  # type: ignore[return-value]
+        return dict(run)  # type: ignore[return-value]  # a copy of the stored dict is the row
 
     def cancel_children(self, parent_id: str, at: str) -> list[tuple[str, str]]:
         """Cancel the unfinished, not detached descendants of ``parent_id`` (a detached child shields its own)."""
@@ -439,7 +439,7 @@ class MemoryStore:
         for run in claimed:
             if run["state"] != "pending":
                 self.add_event(run["id"], at, "taken_over", f'{{"by": "{self.runtime}"}}')
-        return [dict(r) for r in claimed]  # type: ignore[misc]
+        return [dict(r) for r in claimed]  # type: ignore[misc]  # copies of the stored dicts are the rows
 
     def release_all(self, keep_lease: bool) -> int:
         """Give up every unfinished run this runtime holds, and its lease unless kept."""
@@ -458,7 +458,7 @@ class MemoryStore:
         """A run's row."""
         with self._lock:
             run = self._t.runs.get(run_id)
-            return dict(run) if run is not None else None  # type: ignore[return-value]
+            return dict(run) if run is not None else None  # type: ignore[return-value]  # a copy of the stored dict is the row
 
     def list_runs(self, *, state: str | None = None, flow: str | None = None, parent_id: str | None = None,
                   limit: int = 100) -> list[RunRow]:  # fmt: skip
@@ -467,7 +467,7 @@ class MemoryStore:
             runs = [r for r in self._t.runs.values() if (state is None or r["state"] == state)
                     and (flow is None or r["flow"] == flow) and (parent_id is None or r["parent_id"] == parent_id)]  # fmt: skip
             runs.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
-            return [dict(r) for r in runs[:limit]]  # type: ignore[misc]
+            return [dict(r) for r in runs[:limit]]  # type: ignore[misc]  # copies of the stored dicts are the rows
 
     def count_by_state(self) -> dict[str, int]:
         """Number of runs in each state."""
@@ -490,7 +490,7 @@ class MemoryStore:
                 children = sorted((r for r in self._t.runs.values() if r["parent_id"] == row["id"]),
                                   key=lambda r: (r["created_at"], r["id"]))  # fmt: skip
                 for child in children:
-                    walk(dict(child), depth + 1)  # type: ignore[arg-type]
+                    walk(dict(child), depth + 1)  # type: ignore[arg-type]  # a copy of the stored dict is the row
 
             walk(root, 0)
             return out
@@ -498,7 +498,7 @@ class MemoryStore:
     def steps(self, run_id: str) -> list[StepRow]:
         """A run's steps, in call order."""
         with self._lock:
-            return [dict(s) for k, s in sorted(self._t.steps.items()) if k[0] == run_id]  # type: ignore[misc]
+            return [dict(s) for k, s in sorted(self._t.steps.items()) if k[0] == run_id]  # type: ignore[misc]  # copies of the stored dicts are the rows
 
     def chunks(self, run_id: str, namespace: str, start: int, limit: int) -> list[tuple[int, Any, int, int]]:
         """``(index, data, closed, seq)`` of a stream's chunks from ``start``."""

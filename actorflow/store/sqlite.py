@@ -427,7 +427,7 @@ def fetch_all(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) ->
     """Rows of a query (or of an ``UPDATE ... RETURNING``) as dicts of column values."""
     cur = conn.execute(sql, tuple(params))
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def fetch_one(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> dict[str, Any] | None:
@@ -891,7 +891,7 @@ class SQLiteStore:
             (*states, before),
         )
         for table in ("steps", "messages", "chunks", "hooks"):
-            conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM doomed)")  # noqa: S608 - fixed table names
+            conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM doomed)")
         # the newest history entry stays (see the schema): ids go on from it
         conn.execute("DELETE FROM events WHERE run_id IN (SELECT id FROM doomed) AND seq < (SELECT max(seq) FROM events)")
         deleted = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM doomed)").rowcount
