@@ -320,6 +320,51 @@ def status_from_row(row: Mapping[str, Any], codec: Codec, *, strict: bool = True
             :class:`~actorflow.TamperedRecord` when its signature does not verify, or a
             value its state needs (a completed run's result, a failed run's error) is missing.
     """
+    try:
+        return _status(row, codec)
+    except Exception:  # noqa: BLE001 - a damaged row: read again field by field, to say which or show the rest
+        return _careful_status(row, codec, strict=strict)
+
+
+def _status(row: Mapping[str, Any], codec: Codec) -> RunStatus:
+    """The status of a row that reads cleanly (the hot path: every ``result()`` comes here)."""
+    run_id = row["id"]
+    if row.get("codec") is not None and row["codec"] != codec.name:
+        raise SerializerMismatch(run_id, row["codec"], codec.name)
+    try:
+        state = State(row["state"])
+    except (KeyError, ValueError):
+        raise CorruptRecord(run_id, "state", f"unknown state {row.get('state')!r}") from None
+    loads = codec.loads
+    error = _error_of(row, codec, run_id, required=state in (State.FAILED, State.TIMED_OUT))
+    metadata = loads(row["metadata"], run_id, METADATA) if row.get("metadata") is not None else None
+    result = loads(row.get("result"), run_id, RESULT, required=True) if state is State.COMPLETED else None
+    progress = loads(row["progress"], run_id, PROGRESS) if row.get("progress") is not None else None
+    waiting_for = json.loads(row["waiting_for"]) if row.get("waiting_for") is not None else None
+    times = [parse_ts(row.get(c)) for c in ("created_at", "started_at", "completed_at", "wake_at")]
+    attempt = int(row.get("attempt") or 0)
+    return RunStatus(
+        id=run_id,
+        flow=str(row.get("flow") or "?"),
+        state=state,
+        result=result,
+        error=error,
+        created_at=times[0],
+        started_at=times[1],
+        completed_at=times[2],
+        progress=progress,
+        parent_id=row.get("parent_id"),
+        attempt=attempt,
+        metadata=metadata if isinstance(metadata, dict) else {},
+        cancel_requested=bool(row.get("cancel_requested")),
+        waiting_for=waiting_for if isinstance(waiting_for, dict) else None,
+        wake_at=times[3],
+        detached=bool(row.get("detached")),
+    )
+
+
+def _careful_status(row: Mapping[str, Any], codec: Codec, *, strict: bool = False) -> RunStatus:
+    """The status of a damaged row, read field by field: what cannot be read is None, the first reason its error."""
     run_id = str(row.get("id", "?"))
     damage: list[JournalError] = []
 
