@@ -340,8 +340,8 @@ class Journal(Actor):
         return claimed, (msg.run_id, change), None
 
     def _step_started(self, msg: m.StepStarted) -> _Outcome:
-        saved = self._store.save_step({"run_id": msg.run_id, "seq": msg.seq, "name": msg.name, "state": "running",
-                                       "attempts": msg.attempt, "started_at": msg.at, "retry_at": msg.wake_at})  # fmt: skip
+        saved = self._store.put_step(msg.run_id, msg.seq, msg.name, "running", attempts=msg.attempt, started_at=msg.at,
+                                     retry_at=msg.wake_at)  # fmt: skip
         return saved, None, None
 
     def _step_attempt_failed(self, msg: m.StepAttemptFailed) -> _Outcome:
@@ -355,9 +355,8 @@ class Journal(Actor):
 
     def _save_step(self, msg: m.SaveStep) -> _Outcome:
         store = self._store
-        saved = store.save_step({"run_id": msg.run_id, "seq": msg.seq, "name": msg.name, "state": msg.state,
-                                 "result": msg.result, "error": msg.error, "attempts": msg.attempts,
-                                 "started_at": msg.started_at, "completed_at": msg.at})  # fmt: skip
+        saved = store.put_step(msg.run_id, msg.seq, msg.name, msg.state, msg.result, msg.error, msg.attempts, msg.started_at,
+                               msg.at)  # fmt: skip
         if saved and msg.state == "failed":
             store.add_event(msg.run_id, msg.at, "step_failed", json.dumps({"seq": msg.seq, "step": msg.name, "attempts": msg.attempts}))
         return saved, None, None

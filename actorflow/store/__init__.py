@@ -207,7 +207,15 @@ class Store(Protocol):
     # -- steps -------------------------------------------------------------------------
 
     def save_step(self, step: StepRow) -> bool:
-        """Insert or update a step of a run this runtime holds; False if it does not hold it."""
+        """Insert or update a step of a run this runtime holds; False if it does not hold it.
+
+        An error recorded before is kept when the update brings none; so is the first start.
+        """
+
+    def put_step(self, run_id: str, seq: int, name: str, state: str, result: Any = None, error: str | None = None,
+                 attempts: int = 0, started_at: str | None = None, completed_at: str | None = None,
+                 retry_at: str | None = None) -> bool:  # fmt: skip
+        """:meth:`save_step` with the columns as arguments."""
 
     def add_event(self, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
         """Append to a run's history (the ``events`` table)."""

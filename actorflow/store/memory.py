@@ -258,6 +258,14 @@ class MemoryStore:
 
     # -- steps -------------------------------------------------------------------------
 
+    def put_step(self, run_id: str, seq: int, name: str, state: str, result: Any = None, error: str | None = None,
+                 attempts: int = 0, started_at: str | None = None, completed_at: str | None = None,
+                 retry_at: str | None = None) -> bool:  # fmt: skip
+        """:meth:`save_step` with the columns as arguments."""
+        return self.save_step({"run_id": run_id, "seq": seq, "name": name, "state": state, "result": result, "error": error,
+                               "attempts": attempts, "started_at": started_at, "completed_at": completed_at,
+                               "retry_at": retry_at})  # fmt: skip
+
     def save_step(self, step: StepRow) -> bool:
         """Insert or update a step of a run this runtime holds (an error, once recorded, is kept)."""
         if self._held(step["run_id"]) is None:
