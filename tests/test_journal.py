@@ -300,26 +300,27 @@ def test_an_admission_starts_its_run_once_whether_answered_before_or_after() -> 
         late.set(True)  # answered once
 
 
-def test_a_handle_never_answers_with_an_end_whose_commit_was_undone(rt: actorflow.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_handle_never_answers_with_an_end_whose_commit_was_undone(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # a write that fails inside a group is undone alone; what it had queued for after the
     # commit (here: the final row for the handle start() returned) must be dropped with it
-    from actorflow.store.sqlite import SQLiteStore
+    from actorflow.journal import Journal
 
     failed = threading.Event()
-    event = SQLiteStore.add_event
+    finish = Journal._finish_run
 
-    def refuse_the_end(self: Any, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
-        if kind == "completed":
+    def refuse_the_end(self: Any, msg: Any) -> Any:
+        outcome = finish(self, msg)  # queues the final row for the handle, then the write fails
+        if msg.state == "completed":
             failed.set()
             raise sqlite3.IntegrityError("refused by the test")
-        event(self, run_id, at, kind, detail)
+        return outcome
 
-    monkeypatch.setattr(SQLiteStore, "add_event", refuse_the_end)
-    run = rt.start(flows.add, 40, 2)
-    assert failed.wait(10)
-    assert rt.purge(older_than="1h") == 0  # a round trip through the journal: the group is done
-    assert run._done is not None and not run._done.done
-    assert run.status().state is actorflow.State.RUNNING  # the end was not committed
-    monkeypatch.undo()
-    with pytest.raises(TimeoutError):
-        run.result(timeout=0)  # it says nothing of an end that never was
+    monkeypatch.setattr(Journal, "_finish_run", refuse_the_end)  # before the journal actor binds its handlers
+    with actorflow.Runtime(db_path) as rt:
+        run = rt.start(flows.add, 40, 2)
+        assert failed.wait(10)
+        assert rt.purge(older_than="1h") == 0  # a round trip through the journal: the group is done
+        assert run._done is not None and not run._done.done
+        assert run.status().state is actorflow.State.RUNNING  # the end was not committed
+        with pytest.raises(TimeoutError):
+            run.result(timeout=0)  # it says nothing of an end that never was
