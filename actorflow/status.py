@@ -342,7 +342,12 @@ def _status(row: Mapping[str, Any], codec: Codec) -> RunStatus:
     progress = loads(row["progress"], run_id, PROGRESS) if row.get("progress") is not None else None
     waiting_for = json.loads(row["waiting_for"]) if row.get("waiting_for") is not None else None
     times = [parse_ts(row.get(c)) for c in ("created_at", "started_at", "completed_at", "wake_at")]
-    attempt = int(row.get("attempt") or 0)
+    return _assemble(row, run_id, state, result, error, times, progress, int(row.get("attempt") or 0), metadata, waiting_for)
+
+
+def _assemble(row: Mapping[str, Any], run_id: str, state: State, result: Any, error: ErrorInfo | None,
+              times: Sequence[_dt.datetime | None], progress: Any, attempt: int, metadata: Any, waiting_for: Any) -> RunStatus:  # fmt: skip
+    """A :class:`RunStatus` from a row's decoded values (``times``: created, started, completed, wake-up)."""
     return RunStatus(
         id=run_id,
         flow=str(row.get("flow") or "?"),
@@ -408,24 +413,8 @@ def _careful_status(row: Mapping[str, Any], codec: Codec, *, strict: bool = Fals
     wake_at = read("wake_at", lambda: parse_ts(row.get("wake_at")))
     if damage:
         error = damage_info(damage[0])
-    return RunStatus(
-        id=run_id,
-        flow=str(row.get("flow") or "?"),
-        state=state,
-        result=result,
-        error=error,
-        created_at=created,
-        started_at=started,
-        completed_at=completed,
-        progress=progress,
-        parent_id=row.get("parent_id"),
-        attempt=attempt,
-        metadata=metadata if isinstance(metadata, dict) else {},
-        cancel_requested=bool(row.get("cancel_requested")),
-        waiting_for=waiting_for if isinstance(waiting_for, dict) else None,
-        wake_at=wake_at,
-        detached=bool(row.get("detached")),
-    )
+    return _assemble(row, run_id, state, result, error, (created, started, completed, wake_at), progress, attempt, metadata,
+                     waiting_for)  # fmt: skip
 
 
 def _read_time(read: Callable[..., Any], row: Mapping[str, Any], column: str) -> _dt.datetime | None:
