@@ -630,3 +630,16 @@ def test_more_bad_inputs_are_named(rt: actorflow.Runtime) -> None:
         rt.purge(states=5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="100 years"):
         rt.wait(run.id, timeout=2**2000)
+
+
+def test_a_flow_stored_by_value_runs_as_the_original_function_in_its_process(rt: actorflow.Runtime) -> None:
+    seen: list[str] = []  # a closure: stored by value; an unpickled copy would append to a copy of the list
+
+    @actorflow.flow
+    def remembers(ctx: actorflow.Context, word: str) -> int:
+        seen.append(word)
+        return len(seen)
+
+    assert rt.start(remembers, "a").result(timeout=10) == 1
+    assert rt.start(remembers, "b").result(timeout=10) == 2
+    assert seen == ["a", "b"]
