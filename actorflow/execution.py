@@ -37,6 +37,7 @@ from ._future import Admission, Reply
 from ._ids import child_run_id
 from ._pool import WorkerPool
 from ._signals import Abandoned, Ended, Passivate
+from ._time import epoch, iso, now_iso, parse
 from .codec import Codec
 from .context import Context, RunControl
 from .durations import parse_duration, wake_time
@@ -54,11 +55,10 @@ from .errors import (
     TamperedRecord,
 )
 from .flows import check_arguments, flow_name, flow_retry
-from .journal import now_iso
 from .registry import condition_met
 from .serialization import error_info
 from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, chunk_place, event_kind
-from .status import TERMINAL_NAMES, parse_ts
+from .status import TERMINAL_NAMES
 from .steps import Step, StepInfo
 from .timers import EARLY
 
@@ -70,15 +70,6 @@ log = logging.getLogger("actorflow")
 _WAIT_SLICE = 0.25  # how often a blocked execution looks at its abandon flag
 _IMMUTABLE = frozenset({int, str, float, bool, type(None), bytes})
 _step_threads = itertools.count(1)
-
-
-def _iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="microseconds")
-
-
-def _ts(iso: str | None) -> float | None:
-    value = parse_ts(iso)
-    return value.timestamp() if value is not None else None
 
 
 class Execution(Actor):
@@ -280,15 +271,15 @@ class Execution(Actor):
         if saved is not None and saved["state"] == "completed":
             self._step_value(saved, seq)  # checked: a forged row must not skip the sleep
             return
-        waiting_for = {"sleep_until": _iso(wake)}
+        waiting_for = {"sleep_until": iso(wake)}
         if saved is not None and saved.get("retry_at"):
-            wake = _ts(saved["retry_at"])  # type: ignore[assignment]  # retry_at is set for a step that waits
-            waiting_for = {"sleep_until": _iso(wake)}
+            wake = epoch(saved["retry_at"])  # type: ignore[assignment]  # retry_at is set for a step that waits
+            waiting_for = {"sleep_until": iso(wake)}
         elif self._passivates(wake):
             # a long sleep: commit its wake-up time and the run's waiting state at once
             wait = Passivate(seq, wake, waiting_for)
             started = now_iso()
-            answer = self.ask(lambda reply: m.Sleep(self.run_id, seq, started, _iso(wake), json.dumps(wait.waiting_for),
+            answer = self.ask(lambda reply: m.Sleep(self.run_id, seq, started, iso(wake), json.dumps(wait.waiting_for),
                                                     reply_to=reply))  # fmt: skip
             if answer[0] == "waiting":
                 wait.watermark = answer[1]
@@ -298,7 +289,7 @@ class Execution(Actor):
             raise Ended  # the run has ended meanwhile
         else:
             started = now_iso()
-            self.ask(lambda reply: m.StepStarted(self.run_id, seq, "actorflow.sleep", 1, started, wake_at=_iso(wake), reply_to=reply))
+            self.ask(lambda reply: m.StepStarted(self.run_id, seq, "actorflow.sleep", 1, started, wake_at=iso(wake), reply_to=reply))
         self.wait_until(seq, wake, waiting_for)
         at = now_iso()
         data = self._step_data(None, seq, "actorflow.sleep")
@@ -316,12 +307,12 @@ class Execution(Actor):
         if saved is not None and saved["state"] == "completed":
             return self.codec.loads(saved["result"], self.run_id, kind, seq, required=True)
         if saved is not None:
-            deadline = _ts(saved.get("retry_at"))
+            deadline = epoch(saved.get("retry_at"))
         else:
             deadline = self.clock.time() + timeout_s if timeout_s is not None else None
             started = now_iso()
             self.ask(lambda reply: m.StepStarted(self.run_id, seq, name, 1, started,
-                                                 wake_at=_iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
+                                                 wake_at=iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
         began = time.monotonic()
         while True:
             self.control.poke.clear()
@@ -337,7 +328,7 @@ class Execution(Actor):
                     self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
                     return None
                 if self.pressure.queued > 0 or time.monotonic() - began >= self.passivate_after:
-                    until = {"until": _iso(deadline)} if deadline else {}
+                    until = {"until": iso(deadline)} if deadline else {}
                     wait = Passivate(seq, deadline, {"event": topic, **until}, topic=topic)
                     status, watermark = self._set_waiting(wait)
                     if status == "waiting":
@@ -409,7 +400,7 @@ class Execution(Actor):
     def _set_waiting(self, wait: Passivate) -> tuple[str | None, int]:
         """Commit the run's ``waiting`` state for ``wait``; answers ``(status, watermark)``."""
         waiting_for = json.dumps(wait.waiting_for)
-        wake = _iso(wait.wake_at) if wait.wake_at else None
+        wake = iso(wait.wake_at) if wait.wake_at else None
         answer = self.ask(lambda r: m.SetWaiting(self.run_id, waiting_for, wake, now_iso(), wait.topic, reply_to=r))
         return answer[0], answer[1]
 
@@ -506,12 +497,12 @@ class Execution(Actor):
                 raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
             rows: Any = self.registry.ask(m.GetRuns(tuple(decision["ids"])))
             return dict(rows)
-        deadline = _ts(saved.get("retry_at")) if saved is not None else None
+        deadline = epoch(saved.get("retry_at")) if saved is not None else None
         if saved is None:
             deadline = self.clock.time() + timeout if timeout is not None else None
             started = now_iso()
             self.ask(lambda reply: m.StepStarted(self.run_id, seq, name, 1, started,
-                                                 wake_at=_iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
+                                                 wake_at=iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
         reply: Reply[Any] = Reply()
         self.registry.tell(m.AwaitRuns(self.run_id, seq, run_ids, mode, reply, self.supervisor))
         began = time.monotonic()
@@ -576,9 +567,9 @@ class Execution(Actor):
                 raise self._replay_failure(saved, seq)
             # in flight when the process stopped: run it again, as the next attempt
             attempt = int(saved["attempts"] or 0) + 1
-            retry_at = _ts(saved.get("retry_at"))
+            retry_at = epoch(saved.get("retry_at"))
             if saved["state"] == "retrying" and retry_at is not None:
-                self.wait_until(seq, retry_at, {"retry": step.name, "until": _iso(retry_at)})
+                self.wait_until(seq, retry_at, {"retry": step.name, "until": iso(retry_at)})
         policy = step.retries
         while True:
             self.checkpoint()
@@ -588,7 +579,7 @@ class Execution(Actor):
                 name=step.name,
                 seq=seq,
                 attempt=attempt,
-                started_at=parse_ts(started),  # type: ignore[arg-type]  # the journal's timestamps are never NULL here
+                started_at=parse(started),  # type: ignore[arg-type]  # the journal's timestamps are never NULL here
                 run_id=self.run_id,
                 _stop=threading.Event() if step.timeout is not None else None,
                 _run_cancel=self.control.interrupt,
@@ -620,8 +611,8 @@ class Execution(Actor):
                     retry_at = self.clock.time() + delay
                     error_text = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq, step.name)
                     self.call(m.StepAttemptFailed, self.run_id, seq, step.name, attempt, error_text, summary, round(delay, 6),
-                              _iso(retry_at), at)  # fmt: skip
-                    self.wait_until(seq, retry_at, {"retry": step.name, "until": _iso(retry_at)})
+                              iso(retry_at), at)  # fmt: skip
+                    self.wait_until(seq, retry_at, {"retry": step.name, "until": iso(retry_at)})
                     attempt += 1
                     continue
                 error = self.codec.dump_error(exc, self.run_id, STEP_ERROR, seq, step.name)
@@ -702,7 +693,7 @@ class Execution(Actor):
             row = self.row
         else:
             timeout = self.row.get("timeout")
-            deadline = _iso(self.clock.time() + timeout) if timeout else None
+            deadline = iso(self.clock.time() + timeout) if timeout else None
             claimed = self.ask(lambda reply: m.ClaimRun(self.run_id, self.owner, now_iso(), deadline, reply_to=reply))
             if claimed is None:  # finished (for instance cancelled while pending) before it could start
                 return
@@ -711,7 +702,7 @@ class Execution(Actor):
             # a run that started children before must cancel them however it ends now
             self.has_children = any(s["name"].startswith("start:") for s in steps)
         if row.get("deadline"):
-            due = _ts(row["deadline"])
+            due = epoch(row["deadline"])
             assert due is not None
             if self.clock.time() >= due - EARLY:  # it passed while no runtime had the run
                 late = RunTimedOut(f"run {self.run_id} exceeded its flow timeout", run_id=self.run_id)
@@ -748,7 +739,7 @@ class Execution(Actor):
             run_id=self.run_id,
             flow=row["flow"],
             attempt=self.attempt,
-            started_at=parse_ts(row["started_at"]),  # type: ignore[arg-type]  # the journal's timestamps are never NULL here
+            started_at=parse(row["started_at"]),  # type: ignore[arg-type]  # the journal's timestamps are never NULL here
             parent_id=row["parent_id"],
             metadata=metadata,
         )

@@ -14,7 +14,6 @@ group commit, replies, after-commit work and notifications.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ import pykka
 from . import messages as m
 from ._actor import Actor
 from ._actor import tell as tell_actor
+from ._time import now_iso
 from .codec import Codec
 from .errors import ActorflowError, JournalError, RunFinished
 from .signing import ARGS, event_kind
@@ -34,14 +34,9 @@ from .status import TERMINAL_NAMES
 from .store import ErrorKind, Store, WaitAnswer
 from .store.sqlite import host_identity, process_alive
 
-__all__ = ["Journal", "now_iso"]
+__all__ = ["Journal"]
 
 log = logging.getLogger("actorflow")
-
-
-def now_iso() -> str:
-    """The current UTC time as the fixed-width ISO text stored in the journal."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
 _FAIL_FAST = (m.InsertRun, m.RequestCancel, m.InsertEvent)

@@ -18,6 +18,7 @@ from . import _run_context, journal, signing
 from . import messages as m
 from ._future import Reply
 from ._ids import new_ulid
+from ._time import iso, now_iso
 from .clock import Clock
 from .codec import Codec
 from .durations import parse_duration
@@ -246,7 +247,7 @@ class Runtime:
         store = sqlite_store.SQLiteStore.writer(conn, self.path, self.incarnation)
         self._journal: pykka.ActorRef[Any] = journal.Journal.start(store, self.registry, watched, self.codec)
         now = _time.time()
-        self._journal.ask(m.RegisterRuntime(now, now + lease, journal.now_iso(), concurrency))
+        self._journal.ask(m.RegisterRuntime(now, now + lease, now_iso(), concurrency))
         self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
             self._journal, self.registry, self.codec, concurrency, self.incarnation, busy_timeout * 5 + 5.0,
             max_recoveries, passivate_after, clock, retention_s, lease, poll_interval, dict(queues or {}),
@@ -560,7 +561,7 @@ class Runtime:
         for state in wanted:
             if not State(state).terminal:
                 raise ValueError(f"only finished runs can be purged, not {state!r} ones")
-        before = _dt.datetime.fromtimestamp(_time.time() - seconds, _dt.UTC).isoformat(timespec="microseconds")
+        before = iso(_time.time() - seconds)
         future: Reply[Any] = Reply()
         self._tell(self._journal, m.Purge(before, wanted, reply_to=future))
         return int(self._await(future, self._journal))

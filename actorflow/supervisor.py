@@ -16,7 +16,6 @@ slots. It also keeps the passivated runs and wakes them (timers, events, childre
 from __future__ import annotations
 
 import collections
-import datetime as _dt
 import json
 import logging
 import time
@@ -30,13 +29,13 @@ from ._actor import Actor, tell
 from ._future import Admission, Reply
 from ._ids import new_run_id
 from ._pool import WorkerPool
+from ._time import epoch, iso, now_iso
 from .clock import Clock, SystemClock
 from .codec import Codec
 from .context import RunControl
 from .errors import RuntimeClosed, RunTimedOut, SerializationError
 from .execution import Execution
 from .flows import check_arguments, flow_name, flow_timeout, run_options
-from .journal import now_iso
 from .serialization import describe_unserializable, flow_reference
 from .steps import FlowThread
 from .timers import Timers
@@ -184,8 +183,7 @@ class Supervisor(Actor):
         retention, journal, ref = self._retention, self._journal, self.actor_ref
 
         def purge() -> None:  # real time: ages are measured against the recorded completed_at
-            before = _dt.datetime.fromtimestamp(time.time() - retention, _dt.UTC)
-            journal.tell(m.Purge(before.isoformat(timespec="microseconds"), ("completed", "failed", "cancelled", "timed_out")))
+            journal.tell(m.Purge(iso(time.time() - retention), ("completed", "failed", "cancelled", "timed_out")))
             if ref.is_alive():
                 self._timers.call_later_real(every, purge)
 
@@ -349,8 +347,7 @@ class Supervisor(Actor):
             # actor's loop starts once the journal has answered the insert
             row.update(state="running", attempt=1, started_at=row["created_at"], owner=self._owner)
             if row["timeout"]:
-                deadline = _dt.datetime.fromtimestamp(self._clock.time() + row["timeout"], _dt.UTC)
-                row["deadline"] = deadline.isoformat(timespec="microseconds")
+                row["deadline"] = iso(self._clock.time() + row["timeout"])
             admitted = Admission()
             tell(self._journal, m.InsertRun(row, reply_to=reply_to, admitted=admitted))
             self._spawn(row, inserted=admitted)
@@ -500,7 +497,8 @@ class Supervisor(Actor):
         """
         if row["state"] == "waiting" and row.get("waiting_for") and not row.get("cancel_requested"):
             if row.get("deadline"):  # its flow timeout holds while it sleeps
-                due = _dt.datetime.fromisoformat(row["deadline"]).timestamp()
+                due = epoch(row["deadline"])
+                assert due is not None
                 ref, reached = self.actor_ref, m.DeadlineReached(row["id"])
                 self._timers.call_at(due, lambda: ref.tell(reached))
             try:
@@ -508,7 +506,8 @@ class Supervisor(Actor):
             except ValueError:
                 waiting_for = {}
             if "sleep_until" in waiting_for and "wait" in waiting_for and row.get("wake_at"):
-                wake_at = _dt.datetime.fromisoformat(row["wake_at"]).timestamp()
+                wake_at = epoch(row["wake_at"])
+                assert wake_at is not None
                 self._wait(row["id"], int(waiting_for["wait"]), None, wake_at, row.get("queue"))
                 return
             if row.get("queue") is not None:  # resumes through its queue's limit

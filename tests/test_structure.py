@@ -50,6 +50,7 @@ def test_the_modules_import_each_other_without_a_circle() -> None:
     for module in sorted(graph):
         walk(module, [])
     assert graph["_run_context"] == set(), "the run context module is a leaf"
+    assert graph["_time"] == set(), "the time conversions are a leaf"
 
 
 def test_every_module_declares_its_public_names() -> None:
