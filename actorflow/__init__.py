@@ -50,7 +50,8 @@ from .inspection import JournalView, inspect
 from .retry import Retry
 from .runtime import Runtime
 from .serialization import ErrorInfo, JSONSerializer, Opaque, Serializer, Unverified
-from .status import RunList, RunStatus, RunTree, State, StepList, StepStatus
+from .states import State
+from .status import RunList, RunStatus, RunTree, StepList, StepStatus
 from .steps import Step, StepInfo, current_step, step
 
 __version__ = "0.1.0"

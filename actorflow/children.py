@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from . import _run_context
 from .errors import ActorflowError, RunError
 from .flows import Flow, flow_name
+from .states import StepKind
 from .status import RunStatus, result_from_row, status_from_row
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class ChildHandle(Generic[R]):
             RunCancelled / RunTimedOut: the child was cancelled / timed out.
             TimeoutError: ``timeout`` seconds passed first (the child goes on).
         """
-        rows = self._execution.wait_runs((self.id,), "all", timeout, "actorflow.result")
+        rows = self._execution.wait_runs((self.id,), "all", timeout, StepKind.RESULT)
         value: R = result_from_row(rows[self.id], self._execution.codec)
         return value
 
@@ -78,7 +79,7 @@ class ChildHandle(Generic[R]):
         def cancel() -> bool:
             return execution.cancel_run(self.id)
 
-        return bool(execution.run_value("actorflow.cancel", cancel))
+        return bool(execution.run_value(StepKind.CANCEL, cancel))
 
     def __repr__(self) -> str:
         return f"<ChildHandle {self.id}>"
@@ -102,7 +103,7 @@ def gather(execution: RunOperations, handles: Sequence[ChildHandle[Any] | str], 
     """Wait for every run; see :meth:`actorflow.Context.gather`."""
     ids = _ids(handles)
     mode = "all" if return_exceptions else "all_or_failure"
-    rows = execution.wait_runs(ids, mode, timeout, "actorflow.gather")
+    rows = execution.wait_runs(ids, mode, timeout, StepKind.GATHER)
     codec = execution.codec
     if not return_exceptions:
         if len(rows) == 1 and len(set(ids)) > 1:  # the first failure decided
@@ -121,7 +122,7 @@ def gather(execution: RunOperations, handles: Sequence[ChildHandle[Any] | str], 
 def wait_first(execution: RunOperations, handles: Sequence[ChildHandle[Any] | str], timeout: float | None) -> tuple[ChildHandle[Any] | str, Any]:
     """Wait for the first run to end; see :meth:`actorflow.Context.wait_first`."""
     ids = _ids(handles)
-    rows = execution.wait_runs(ids, "first", timeout, "actorflow.wait_first")
+    rows = execution.wait_runs(ids, "first", timeout, StepKind.WAIT_FIRST)
     (run_id,) = rows
     handle = next(h for h in handles if (h.id if isinstance(h, ChildHandle) else h) == run_id)
     try:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from . import _run_context
 from .children import ChildHandle, gather, wait_first
 from .errors import ActorflowError
+from .states import StepKind
 from .steps import Step
 
 if TYPE_CHECKING:
@@ -226,16 +227,16 @@ class Context:
         """The current UTC time (of the runtime's clock), checkpointed: a replay gets the same value."""
         clock = self._execution.clock
         return self._execution.run_value(  # type: ignore[no-any-return]  # run_value returns what produce() made
-            "actorflow.now", lambda: _dt.datetime.fromtimestamp(clock.time(), _dt.UTC)
+            StepKind.NOW, lambda: _dt.datetime.fromtimestamp(clock.time(), _dt.UTC)
         )
 
     def random(self) -> float:
         """A random float in [0, 1), checkpointed: a replay gets the same value."""
-        return self._execution.run_value("actorflow.random", _random.random)  # type: ignore[no-any-return]  # run_value returns what produce() made
+        return self._execution.run_value(StepKind.RANDOM, _random.random)  # type: ignore[no-any-return]  # run_value returns what produce() made
 
     def uuid(self) -> _uuid.UUID:
         """A random UUID, checkpointed: a replay gets the same value."""
-        return self._execution.run_value("actorflow.uuid", _uuid.uuid4)  # type: ignore[no-any-return]  # run_value returns what produce() made
+        return self._execution.run_value(StepKind.UUID, _uuid.uuid4)  # type: ignore[no-any-return]  # run_value returns what produce() made
 
     def __repr__(self) -> str:
         return f"<Context run={self.run_id} flow={self.flow} attempt={self.attempt}>"

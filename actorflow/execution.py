@@ -58,7 +58,7 @@ from .flows import check_arguments, flow_name, flow_retry
 from .registry import condition_met
 from .serialization import error_info
 from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, chunk_place, event_kind
-from .status import TERMINAL_NAMES
+from .states import TERMINAL_NAMES, StepKind
 from .steps import Step, StepInfo
 from .timers import EARLY
 
@@ -267,7 +267,7 @@ class Execution(Actor):
     def sleep(self, duration: Any) -> None:
         """``ctx.sleep``: the wake-up time is committed first, so a restart keeps it."""
         wake = wake_time(duration, self.clock.time())
-        seq, saved = self._next("actorflow.sleep")
+        seq, saved = self._next(StepKind.SLEEP)
         if saved is not None and saved["state"] == "completed":
             self._step_value(saved, seq)  # checked: a forged row must not skip the sleep
             return
@@ -289,19 +289,19 @@ class Execution(Actor):
             raise Ended  # the run has ended meanwhile
         else:
             started = now_iso()
-            self.ask(lambda reply: m.StepStarted(self.run_id, seq, "actorflow.sleep", 1, started, wake_at=iso(wake), reply_to=reply))
+            self.ask(lambda reply: m.StepStarted(self.run_id, seq, StepKind.SLEEP, 1, started, wake_at=iso(wake), reply_to=reply))
         self.wait_until(seq, wake, waiting_for)
         at = now_iso()
-        data = self._step_data(None, seq, "actorflow.sleep")
-        self.send(m.SaveStep(self.run_id, seq, "actorflow.sleep", "completed", 1, at, result=data))
-        self.checkpoints[seq] = {"name": "actorflow.sleep", "state": "completed", "result": data}
+        data = self._step_data(None, seq, StepKind.SLEEP)
+        self.send(m.SaveStep(self.run_id, seq, StepKind.SLEEP, "completed", 1, at, result=data))
+        self.checkpoints[seq] = {"name": StepKind.SLEEP, "state": "completed", "result": data}
 
     def wait_event(self, topic: str, timeout: float | _dt.timedelta | str | None) -> Any:
         """``ctx.wait_event``: the next payload on ``topic``, or None once ``timeout`` has passed."""
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"an event topic is a non-empty str, not {topic!r}")
         timeout_s = parse_duration(timeout) if timeout is not None else None
-        name = "actorflow.event:" + topic
+        name = StepKind.event(topic)
         kind = event_kind(topic)
         seq, saved = self._next(name)
         if saved is not None and saved["state"] == "completed":
@@ -343,20 +343,20 @@ class Execution(Actor):
 
     def hook(self, token: str | None) -> str:
         """``ctx.hook``: register (or, on replay, find) this run's hook token."""
-        seq, saved = self._next("actorflow.hook")
+        seq, saved = self._next(StepKind.HOOK)
         if saved is not None and saved["state"] == "completed":
             return str(self._step_value(saved, seq))
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError(f"a hook token is a non-empty str, not {token!r}")
         chosen = token or secrets.token_urlsafe(16)
-        data = self._step_data(chosen, seq, "actorflow.hook")
+        data = self._step_data(chosen, seq, StepKind.HOOK)
         self.ask(lambda reply: m.RegisterHook(self.run_id, chosen, seq, now_iso(), data, reply_to=reply))
-        self.checkpoints[seq] = {"name": "actorflow.hook", "state": "completed", "result": data}
+        self.checkpoints[seq] = {"name": StepKind.HOOK, "state": "completed", "result": data}
         return chosen
 
     def write(self, chunk: Any, namespace: str | None, close: bool = False) -> None:
         """``ctx.write`` / ``ctx.close_stream``: append to the run's stream (nothing on replay)."""
-        seq, saved = self._next("actorflow.write")
+        seq, saved = self._next(StepKind.WRITE)
         if saved is not None:
             self._step_value(saved, seq)  # checked: a forged row must not drop a chunk
             return
@@ -365,9 +365,9 @@ class Execution(Actor):
             data = self.codec.dumps(None if close else chunk, self.run_id, CHUNK, seq, chunk_place(namespace, close))
         except SerializationError as exc:
             raise SerializationError(f"ctx.write() chunk cannot be serialized: {exc}", argument="chunk") from exc
-        done = self._step_data(None, seq, "actorflow.write")
+        done = self._step_data(None, seq, StepKind.WRITE)
         self.send(m.WriteChunk(self.run_id, namespace, seq, data, now_iso(), close, done, notify=self.registry))
-        self.checkpoints[seq] = {"name": "actorflow.write", "state": "completed", "result": done}
+        self.checkpoints[seq] = {"name": StepKind.WRITE, "state": "completed", "result": done}
 
     def save_progress(self, value: Any) -> None:
         """Checkpoint, then store ``value`` as the run's progress."""
@@ -452,7 +452,7 @@ class Execution(Actor):
 
     def start_child(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Start (or, on replay, find) the child run at this position; returns its id once committed."""
-        name = "start:" + flow_name(fn)
+        name = StepKind.child(flow_name(fn))
         args, kwargs = check_arguments(fn, args, kwargs)  # a bad call raises here, in the flow
         seq, saved = self._next(name)
         self.has_children = True
@@ -700,7 +700,7 @@ class Execution(Actor):
             row, steps = claimed
             self.checkpoints = {s["seq"]: s for s in steps}
             # a run that started children before must cancel them however it ends now
-            self.has_children = any(s["name"].startswith("start:") for s in steps)
+            self.has_children = any(StepKind.is_child(s["name"]) for s in steps)
         if row.get("deadline"):
             due = epoch(row["deadline"])
             assert due is not None

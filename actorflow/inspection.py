@@ -9,11 +9,11 @@ from . import signing
 from .codec import Codec
 from .errors import JournalError, RunNotFound
 from .serialization import JSONSerializer, Serializer
+from .states import State
 from .status import (
     RunList,
     RunStatus,
     RunTree,
-    State,
     StepList,
     check_listing,
     format_table,

@@ -30,7 +30,7 @@ from ._time import now_iso
 from .codec import Codec
 from .errors import ActorflowError, JournalError, RunFinished
 from .signing import ARGS, event_kind
-from .status import TERMINAL_NAMES
+from .states import TERMINAL_NAMES, StepKind
 from .store import ErrorKind, Store, WaitAnswer
 from .store.sqlite import host_identity, process_alive
 
@@ -400,7 +400,7 @@ class Journal(Actor):
         return changes, tell
 
     def _sleep(self, msg: m.Sleep) -> _Outcome:
-        if not self._store.save_step({"run_id": msg.run_id, "seq": msg.seq, "name": "actorflow.sleep", "state": "running",
+        if not self._store.save_step({"run_id": msg.run_id, "seq": msg.seq, "name": StepKind.SLEEP, "state": "running",
                                       "attempts": 1, "started_at": msg.at, "retry_at": msg.wake_at}):  # fmt: skip
             return (None, 0), None, None
         return self._set_waiting(m.SetWaiting(msg.run_id, msg.waiting_for, msg.wake_at, msg.at))

@@ -21,7 +21,7 @@ import pykka
 from . import messages as m
 from ._actor import Actor
 from .errors import RunNotFound, RuntimeClosed
-from .status import TERMINAL_NAMES
+from .states import TERMINAL_NAMES
 from .store.sqlite import SQLiteStore, connect_reader
 
 __all__ = ["Registry", "condition_met"]

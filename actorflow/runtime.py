@@ -27,14 +27,13 @@ from .flows import check_arguments
 from .handle import RunHandle
 from .registry import Registry
 from .serialization import JSONSerializer, Serializer
+from .states import State, parse_state
 from .status import (
     RunList,
     RunStatus,
     RunTree,
-    State,
     StepList,
     check_listing,
-    parse_state,
     result_from_row,
     status_from_row,
     steps_from_rows,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as _dt
-import enum
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ._time import parse
 from .errors import CorruptRecord, JournalError, RunCancelled, RunFailed, RunTimedOut, SerializerMismatch, TamperedRecord
 from .serialization import ErrorInfo
 from .signing import METADATA, PROGRESS, RESULT, STEP_ERROR
+from .states import TERMINAL_NAMES, TERMINAL_STATES, UNFINISHED_NAMES, State, parse_state
 
 if TYPE_CHECKING:
     from .codec import Codec
@@ -39,49 +40,8 @@ __all__ = [
 
 
 
-def parse_ts(text: str | None) -> _dt.datetime | None:
-    """Parse a journal timestamp back into a timezone-aware UTC datetime."""
-    if text is None:
-        return None
-    return _dt.datetime.fromisoformat(text)
-
-
-class State(enum.StrEnum):
-    """The states of a run. ``completed``, ``failed``, ``cancelled`` and ``timed_out`` are terminal."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    WAITING = "waiting"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMED_OUT = "timed_out"
-
-    @property
-    def terminal(self) -> bool:
-        """True for a state that never changes again."""
-        return self in TERMINAL_STATES
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def parse_state(state: object) -> State:
-    """A :class:`State` from a state or its name.
-
-    Raises:
-        TypeError: not a str.
-        ValueError: no such state (the message lists the states).
-    """
-    if isinstance(state, State):
-        return state
-    if not isinstance(state, str):
-        raise TypeError(f"a state is a str or an actorflow.State, not {type(state).__name__}")
-    try:
-        return State(state)
-    except ValueError:
-        names = ", ".join(s.value for s in State)
-        raise ValueError(f"{state!r} is not a run state; the states are: {names}") from None
+parse_ts = parse
+"""Parse a journal timestamp back into a timezone-aware UTC datetime (see :mod:`actorflow._time`)."""
 
 
 def check_listing(state: object, limit: object) -> tuple[str | None, int]:
@@ -98,11 +58,7 @@ def check_listing(state: object, limit: object) -> tuple[str | None, int]:
     return (parse_state(state).value if state is not None else None), limit
 
 
-TERMINAL_STATES = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMED_OUT})
-TERMINAL_NAMES = frozenset(s.value for s in TERMINAL_STATES)
-"""The terminal states as stored in the journal's ``state`` column."""
-UNFINISHED_NAMES = frozenset(s.value for s in State) - TERMINAL_NAMES
-"""``pending``, ``running`` and ``waiting``, as stored."""
+
 
 
 @dataclass(frozen=True)

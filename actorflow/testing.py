@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from .clock import ManualClock
-from .status import RunStatus, State, parse_state
+from .states import State, parse_state
+from .status import RunStatus
 
 if TYPE_CHECKING:
     from .handle import RunHandle

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import HookConflict, HookNotFound, RunFinished, RunNotFound
-from ..status import TERMINAL_NAMES, UNFINISHED_NAMES
+from ..states import CANCELLED_AT_ONCE, TERMINAL_NAMES, UNFINISHED_NAMES, StepKind
 from . import ErrorKind, Feed, RunRow, StepRow, WaitAnswer
 
 __all__ = ["MemoryError_", "MemoryStore"]
@@ -206,7 +206,7 @@ class MemoryStore:
             return None
         run.update(cancel_requested=1, updated_at=at)
         self.add_event(run_id, at, "cancel_requested")
-        if run["state"] in ("pending", "waiting"):
+        if run["state"] in CANCELLED_AT_ONCE:
             run.update(state="cancelled", completed_at=at)
             self.add_event(run_id, at, "cancelled")
         return dict(run)  # type: ignore[return-value]  # a copy of the stored dict is the row
@@ -225,7 +225,7 @@ class MemoryStore:
                     continue
                 run.update(cancel_requested=1, updated_at=at)
                 self.add_event(run["id"], at, "cancel_requested", f'{{"by": "{parent_id}"}}')
-                if run["state"] in ("pending", "waiting"):
+                if run["state"] in CANCELLED_AT_ONCE:
                     run.update(state="cancelled", completed_at=at)
                     self.add_event(run["id"], at, "cancelled")
                 out.append((run["id"], run["state"]))
@@ -327,7 +327,7 @@ class MemoryStore:
             if other is not None and other["state"] in UNFINISHED_NAMES:
                 raise HookConflict(token, holder["run_id"])
         t.hooks[token] = {"token": token, "run_id": run_id, "created_at": at}
-        self.save_step({"run_id": run_id, "seq": seq, "name": "actorflow.hook", "state": "completed", "result": result,
+        self.save_step({"run_id": run_id, "seq": seq, "name": StepKind.HOOK, "state": "completed", "result": result,
                         "attempts": 1, "completed_at": at})  # fmt: skip
 
     def write_chunk(self, run_id: str, namespace: str, seq: int, data: Any, close: bool, at: str, result: Any = None) -> int | None:
@@ -342,7 +342,7 @@ class MemoryStore:
         t.chunk_seq += 1
         t.chunks[t.chunk_seq] = {"id": t.chunk_seq, "run_id": run_id, "namespace": namespace, "idx": index, "seq": seq,
                                  "data": data, "closed": int(close), "at": at}  # fmt: skip
-        self.save_step({"run_id": run_id, "seq": seq, "name": "actorflow.write", "state": "completed", "result": result,
+        self.save_step({"run_id": run_id, "seq": seq, "name": StepKind.WRITE, "state": "completed", "result": result,
                         "attempts": 1, "completed_at": at})  # fmt: skip
         return index
 

@@ -40,7 +40,7 @@ from typing import Any, cast
 import sqlite_utils
 
 from ..errors import HookConflict, HookNotFound, JournalError, RunFinished, RunNotFound
-from ..status import TERMINAL_NAMES, UNFINISHED_NAMES
+from ..states import CANCELLED_AT_ONCE, TERMINAL_NAMES, UNFINISHED_NAMES, State, StepKind, sql_in
 from . import ErrorKind, Feed, RunRow, StepRow, WaitAnswer
 
 __all__ = [
@@ -63,8 +63,10 @@ __all__ = [
 log = logging.getLogger("actorflow")
 
 SCHEMA_VERSION = 2
-_UNFINISHED_SQL = "(" + ",".join(f"'{s}'" for s in sorted(UNFINISHED_NAMES)) + ")"
-_TERMINAL_SQL = "(" + ",".join(f"'{s}'" for s in sorted(TERMINAL_NAMES)) + ")"
+_UNFINISHED_SQL = sql_in(UNFINISHED_NAMES)
+_TERMINAL_SQL = sql_in(TERMINAL_NAMES)
+_AT_ONCE_SQL = sql_in(CANCELLED_AT_ONCE)  # the rule: these are cancelled at once (see states.TRANSITIONS)
+_HELD_SQL = sql_in((State.RUNNING, State.WAITING))  # states in which a run belongs to a runtime
 
 
 # ---------------------------------------------------------------------------- opening
@@ -539,8 +541,8 @@ _UPSERT_STEP = (
 )
 _CANCEL_CHILDREN = (
     "UPDATE runs SET cancel_requested=1, updated_at=:at, "
-    "state = CASE WHEN state IN ('pending','waiting') THEN 'cancelled' ELSE state END, "
-    "completed_at = CASE WHEN state IN ('pending','waiting') THEN :at ELSE completed_at END "
+    f"state = CASE WHEN state IN {_AT_ONCE_SQL} THEN 'cancelled' ELSE state END, "
+    f"completed_at = CASE WHEN state IN {_AT_ONCE_SQL} THEN :at ELSE completed_at END "
     f"WHERE state IN {_UNFINISHED_SQL} AND id IN ("
     "WITH RECURSIVE sub(id) AS ("
     "SELECT id FROM runs WHERE parent_id=:parent AND detached=0 "
@@ -724,8 +726,8 @@ class SQLiteStore:
         """Accept a cancellation (pending and waiting runs end at once)."""
         row = self._one(
             "UPDATE runs SET cancel_requested=1, updated_at=?, "
-            "state = CASE WHEN state IN ('pending','waiting') THEN 'cancelled' ELSE state END, "
-            "completed_at = CASE WHEN state IN ('pending','waiting') THEN ? ELSE completed_at END "
+            f"state = CASE WHEN state IN {_AT_ONCE_SQL} THEN 'cancelled' ELSE state END, "
+            f"completed_at = CASE WHEN state IN {_AT_ONCE_SQL} THEN ? ELSE completed_at END "
             f"WHERE id=? AND state IN {_UNFINISHED_SQL} AND cancel_requested=0 RETURNING *",
             (at, at, run_id),
         )
@@ -855,7 +857,7 @@ class SQLiteStore:
         if holder is not None and holder[0] != run_id:
             raise HookConflict(token, holder[0])
         conn.execute("INSERT OR REPLACE INTO hooks (token, run_id, created_at) VALUES (?, ?, ?)", (token, run_id, at))
-        self.save_step({"run_id": run_id, "seq": seq, "name": "actorflow.hook", "state": "completed", "result": result,
+        self.save_step({"run_id": run_id, "seq": seq, "name": StepKind.HOOK, "state": "completed", "result": result,
                         "attempts": 1, "completed_at": at})  # fmt: skip
 
     def write_chunk(self, run_id: str, namespace: str, seq: int, data: Any, close: bool, at: str, result: Any = None) -> int | None:
@@ -869,7 +871,7 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return None
-        self.save_step({"run_id": run_id, "seq": seq, "name": "actorflow.write", "state": "completed", "result": result,
+        self.save_step({"run_id": run_id, "seq": seq, "name": StepKind.WRITE, "state": "completed", "result": result,
                         "attempts": 1, "completed_at": at})  # fmt: skip
         return int(row[0])
 
@@ -949,7 +951,7 @@ class SQLiteStore:
         if self.dead_runtimes(now, host, alive):
             return True
         orphan = "(owner IS NULL OR owner NOT IN (SELECT id FROM runtimes))"
-        if self.conn.execute(f"SELECT 1 FROM runs WHERE state IN ('running','waiting') AND {orphan} LIMIT 1").fetchone():
+        if self.conn.execute(f"SELECT 1 FROM runs WHERE state IN {_HELD_SQL} AND {orphan} LIMIT 1").fetchone():
             return True
         return free > 0 and self.conn.execute(f"SELECT 1 FROM runs WHERE state='pending' AND {orphan} LIMIT 1").fetchone() is not None
 
@@ -967,7 +969,7 @@ class SQLiteStore:
         claimed = fetch_all(
             conn,
             "UPDATE runs SET recoveries = recoveries + (state='running' AND owner IS NOT NULL), owner=?, updated_at=? "
-            f"WHERE id IN (SELECT id FROM runs WHERE state IN ('running','waiting') AND (owner IS NULL OR owner NOT IN {live}) "
+            f"WHERE id IN (SELECT id FROM runs WHERE state IN {_HELD_SQL} AND (owner IS NULL OR owner NOT IN {live}) "
             "ORDER BY created_at LIMIT ?) RETURNING *",
             (self.runtime, at, takeover_limit),
         )
