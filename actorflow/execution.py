@@ -26,6 +26,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -62,7 +63,7 @@ from .states import TERMINAL_NAMES, StepKind
 from .steps import Step, StepInfo
 from .timers import EARLY
 
-__all__ = ["Execution"]
+__all__ = ["Execution", "Links"]
 
 
 log = logging.getLogger("actorflow")
@@ -72,61 +73,67 @@ _IMMUTABLE = frozenset({int, str, float, bool, type(None), bytes})
 _step_threads = itertools.count(1)
 
 
+@dataclass(frozen=True)
+class Links:
+    """What every execution of a runtime shares: the actors it talks to and the runtime's settings.
+
+    Attributes:
+        journal: the journal actor.
+        supervisor: the supervisor actor (told when an execution ends).
+        registry: the registry actor (asked to tell when awaited runs end).
+        codec: the runtime's codec (serializer and key).
+        runtime: the runtime's id, recorded as the owner of the runs it executes.
+        pool: the worker threads the executions' loops run on.
+        max_recoveries: a run recovered more often than this fails instead of executing.
+        pressure: the supervisor's count of runs queued for a slot (see ``supervisor.Pressure``).
+        passivate_after: seconds a wait may hold the thread before the run passivates.
+        clock: where wake-up times are read.
+    """
+
+    journal: pykka.ActorRef[Any]
+    supervisor: pykka.ActorRef[Any]
+    registry: pykka.ActorRef[Any]
+    codec: Codec
+    runtime: str
+    pool: WorkerPool
+    max_recoveries: int
+    pressure: Any
+    passivate_after: float
+    clock: Any
+
+
 class Execution(Actor):
     """Executes one run, then stops.
 
     Args:
         row: the run's row (committed, or being inserted: see ``inserted``).
-        journal: the journal actor.
-        supervisor: the supervisor actor (told when this actor ends).
-        registry: the registry actor (asked to tell when awaited runs end).
-        codec: the runtime's codec (serializer and key).
+        links: what the runtime's executions share (see :class:`Links`).
         control: the flags shared with the supervisor (cancel, abandon, timeout).
-        owner: the incarnation id of the runtime, recorded as the run's owner.
-        pool: the worker threads the actor's loop runs on.
-        max_recoveries: a run recovered more often than this fails instead of executing.
-        pressure: the supervisor's count of runs queued for a slot.
-        passivate_after: seconds a wait may hold the thread before the run passivates.
-        clock: where wake-up times are read.
         inserted: for a run admitted as it was started, the future resolved once its
             insert is committed (True) or found to repeat an existing run (False); the
             actor waits for it before doing anything. None for a committed run.
     """
 
-    def __init__(
-        self,
-        row: m.Row,
-        journal: pykka.ActorRef[Any],
-        supervisor: pykka.ActorRef[Any],
-        registry: pykka.ActorRef[Any],
-        codec: Codec,
-        control: RunControl,
-        owner: str,
-        pool: WorkerPool,
-        max_recoveries: int,
-        pressure: Any,
-        passivate_after: float,
-        clock: Any,
-        inserted: pykka.Future[Any] | None = None,
-    ) -> None:
+    def __init__(self, row: m.Row, links: Links, control: RunControl, inserted: pykka.Future[Any] | None = None) -> None:
         super().__init__()
+        clock = links.clock
         self.clock = clock
         self.manual_clock = hasattr(clock, "advance")
-        self.registry = registry
-        self.pressure = pressure
-        self.passivate_after = passivate_after
+        self.registry = links.registry
+        self.pressure = links.pressure
+        self.passivate_after = links.passivate_after
         self.has_children = False
         self.passivated: Passivate | None = None
-        self._pool = pool
+        self._pool = links.pool
         self._inserted = inserted
         self.row = row
         self.run_id: str = row["id"]
-        self.journal = journal
-        self.supervisor = supervisor
-        self.codec = codec
+        self.journal = links.journal
+        self.supervisor = links.supervisor
+        self.codec = links.codec
         self.control = control
-        self.owner = owner
-        self.max_recoveries = max_recoveries
+        self.owner = links.runtime
+        self.max_recoveries = links.max_recoveries
         self.checkpoints: dict[int, m.Row] = {}
         self.seq = 0
         self.diverged: NonDeterminismError | None = None

@@ -19,7 +19,7 @@ from . import messages as m
 from ._future import Reply
 from ._ids import new_ulid
 from ._time import iso, now_iso
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .codec import Codec
 from .durations import parse_duration
 from .errors import ActorflowError, JournalError, RunNotFound, RuntimeClosed, TamperedRecord
@@ -39,7 +39,7 @@ from .status import (
     steps_from_rows,
 )
 from .store import sqlite as sqlite_store
-from .supervisor import Supervisor
+from .supervisor import Settings, Supervisor
 
 __all__ = ["Runtime", "check_timeout"]
 
@@ -247,11 +247,20 @@ class Runtime:
         self._journal: pykka.ActorRef[Any] = journal.Journal.start(store, self.registry, watched, self.codec)
         now = _time.time()
         self._journal.ask(m.RegisterRuntime(now, now + lease, now_iso(), concurrency))
-        self.supervisor: pykka.ActorRef[Any] = Supervisor.start(
-            self._journal, self.registry, self.codec, concurrency, self.incarnation, busy_timeout * 5 + 5.0,
-            max_recoveries, passivate_after, clock, retention_s, lease, poll_interval, dict(queues or {}),
-            recover,
-        )  # fmt: skip
+        settings = Settings(
+            concurrency=concurrency,
+            runtime=self.incarnation,
+            answer_timeout=busy_timeout * 5 + 5.0,
+            max_recoveries=max_recoveries,
+            passivate_after=passivate_after,
+            clock=clock if clock is not None else SystemClock(),
+            retention=retention_s,
+            lease=lease,
+            poll_interval=poll_interval,
+            queues=dict(queues or {}),
+            recover=recover,
+        )
+        self.supervisor: pykka.ActorRef[Any] = Supervisor.start(settings, self._journal, self.registry, self.codec)
         self._concurrency = concurrency
         self._blocked = 0  # flows of this runtime blocked in a wait for another run
         _OPEN.add(self)

@@ -19,6 +19,8 @@ import collections
 import json
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -34,13 +36,13 @@ from .clock import Clock, SystemClock
 from .codec import Codec
 from .context import RunControl
 from .errors import RuntimeClosed, RunTimedOut, SerializationError
-from .execution import Execution
+from .execution import Execution, Links
 from .flows import check_arguments, flow_name, flow_timeout, run_options
 from .serialization import describe_unserializable, flow_reference
 from .steps import FlowThread
 from .timers import Timers
 
-__all__ = ["Pressure", "Supervisor"]
+__all__ = ["Pressure", "Settings", "Supervisor"]
 
 
 log = logging.getLogger("actorflow")
@@ -68,15 +70,14 @@ class Pressure:
         self.prompt = False
 
 
-class Supervisor(Actor):
-    """Spawns and limits execution actors.
+@dataclass(frozen=True)
+class Settings:
+    """How a runtime's supervisor and executions behave (from ``Runtime(...)``'s options).
 
-    Args:
-        journal: the journal actor.
-        codec: serializes and signs arguments, metadata and results.
+    Attributes:
         concurrency: how many runs may execute at once; more wait as ``pending``. 0 makes
             a client: it starts, inspects and signals runs, and other runtimes execute them.
-        owner: the runtime's incarnation id.
+        runtime: this runtime's id: the owner of the runs it holds.
         answer_timeout: how long an ``ask`` without ``reply_to`` waits for the journal.
         max_recoveries: a run recovered more often than this fails instead of executing.
         passivate_after: seconds a run may wait while holding its thread before it gives
@@ -88,45 +89,53 @@ class Supervisor(Actor):
         poll_interval: seconds between looks at the journal for other processes' changes
             and for runs to take over or claim.
         queues: the most runs of each named queue running at once, across processes.
+        recover: take over and resume unfinished runs whose runtime is gone.
     """
 
-    def __init__(
-        self,
-        journal: pykka.ActorRef[Any],
-        registry: pykka.ActorRef[Any],
-        codec: Codec,
-        concurrency: int,
-        owner: str,
-        answer_timeout: float,
-        max_recoveries: int = 10,
-        passivate_after: float = 1.0,
-        clock: Clock | None = None,
-        retention: float | None = None,
-        lease: float = 10.0,
-        poll_interval: float = 0.25,
-        queues: dict[str, int] | None = None,
-        recover: bool = True,
-    ) -> None:
+    concurrency: int
+    runtime: str
+    answer_timeout: float = 30.0
+    max_recoveries: int = 10
+    passivate_after: float = 1.0
+    clock: Clock = field(default_factory=SystemClock)
+    retention: float | None = None
+    lease: float = 10.0
+    poll_interval: float = 0.25
+    queues: Mapping[str, int] = field(default_factory=dict)
+    recover: bool = True
+
+
+class Supervisor(Actor):
+    """Spawns and limits execution actors.
+
+    Args:
+        settings: how it behaves (see :class:`Settings`).
+        journal: the journal actor.
+        registry: the registry actor.
+        codec: serializes and signs arguments, metadata and results.
+    """
+
+    def __init__(self, settings: Settings, journal: pykka.ActorRef[Any], registry: pykka.ActorRef[Any], codec: Codec) -> None:
         super().__init__()
-        self._recover_runs = recover
-        self._retention = retention
-        self._lease = lease
-        self._poll_interval = poll_interval
-        self._queues = dict(queues or {})
+        self._settings = settings
+        concurrency = settings.concurrency
+        self._recover_runs = settings.recover
+        self._retention = settings.retention
+        self._lease = settings.lease
+        self._poll_interval = settings.poll_interval
+        self._queues = dict(settings.queues)
         self._renew_at = 0.0
         self._claiming = False
         self._backlog = False  # the journal may hold pending runs this runtime could claim
         self._last_free = 0
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._clock: Clock = settings.clock
         self._registry = registry
-        self._passivate_after = passivate_after
-        self._max_recoveries = max_recoveries
         self._timers = Timers(clock=self._clock.time)
         self._journal = journal
         self._codec = codec
         self._concurrency = concurrency
-        self._owner = owner
-        self._answer_timeout = answer_timeout
+        self._owner = settings.runtime
+        self._answer_timeout = settings.answer_timeout
         self._running: dict[str, RunControl] = {}
         self._ready: collections.deque[m.Row] = collections.deque()
         self._ready_ids: set[str] = set()
@@ -144,6 +153,9 @@ class Supervisor(Actor):
 
     def on_start(self) -> None:
         """Start the housekeeping ticks (the first at once: it recovers runs left unfinished)."""
+        settings = self._settings
+        self._links = Links(self._journal, self.actor_ref, self._registry, self._codec, settings.runtime, self._pool,
+                            settings.max_recoveries, self.pressure, settings.passivate_after, self._clock)  # fmt: skip
         if self._retention is not None:
             self._schedule_purge()
         ref, timers, every = self.actor_ref, self._timers, self._poll_interval
@@ -573,10 +585,7 @@ class Supervisor(Actor):
     def _spawn(self, row: m.Row, inserted: pykka.Future[Any] | None = None) -> None:
         control = RunControl()
         self._running[row["id"]] = control
-        Execution.start(
-            row, self._journal, self.actor_ref, self._registry, self._codec, control, self._owner,
-            self._pool, self._max_recoveries, self.pressure, self._passivate_after, self._clock, inserted,
-        )  # fmt: skip
+        Execution.start(row, self._links, control, inserted)
 
     def _fill(self) -> None:
         """Spawn queued runs while there are free slots."""
