@@ -239,91 +239,121 @@ class Supervisor(Actor):
             self._claim()  # a free slot, and the journal may hold pending runs: take one now
 
     def _dispatch(self, message: Any) -> Any:
-        if isinstance(message, m.StartRun):
-            return self._answer(message.reply_to, self._start, message)
-        if isinstance(message, m.CancelRun):
-            return self._answer(message.reply_to, self._cancel, message)
-        if isinstance(message, m.RunCommitted):
-            self._admit(message.row)
-        elif isinstance(message, m.RunEnded):
-            pass  # a wake-up: the end was read from Pressure.ended before this message
-        elif isinstance(message, m.Passivated):
-            self._running.pop(message.run_id, None)
-            if self._release_if_abandoned(message.run_id):
-                self._fill()
-                return None
-            if message.run_id in self._gone:  # cancelled while it was giving up its actor
-                self._gone.discard(message.run_id)
-                self._fill()
-                return None
-            # an event that came after the run started waiting (past its watermark) wakes it
-            poked = message.topic is not None and self._poked.get(message.run_id, 0) > message.watermark
-            self._poked.pop(message.run_id, None)
-            if self._woken.pop(message.run_id, None) == message.wait or poked:  # met while it was giving up
-                self._resume(message.run_id, message.queue)
-            else:
-                self._wait(message.run_id, message.wait, message.topic, message.wake_at, message.queue)
-            self._fill()
-        elif isinstance(message, m.Wake):
-            if message.run_id in self._running:
-                self._woken[message.run_id] = message.wait
-            elif (self._waiting.get(message.run_id) or (None,))[0] == message.wait:
-                self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
-        elif isinstance(message, m.EventArrived):
-            control = self._running.get(message.run_id)
-            if control is not None:
-                self._poked[message.run_id] = max(self._poked.get(message.run_id, 0), message.event_id)
-                control.poke.set()
-            elif (self._waiting.get(message.run_id) or (None, None))[1] == message.topic:
-                self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
-        elif isinstance(message, m.SendEvent):
-            return self._answer(message.reply_to, self._send_event, message)
-        elif isinstance(message, m.RunsCancelled):
-            for run_id in message.executing:
-                control = self._running.get(run_id)
-                if control is not None:
-                    control.set(control.cancel)
-                elif run_id in self._waiting:  # passivated just before: resume it to end it
-                    del self._waiting[run_id]
-                    self._admit({"id": run_id})  # to end it: no queue slot needed
-            for run_id in message.ended:
-                if self._waiting.pop(run_id, None) is None and run_id in self._running:
-                    self._gone.add(run_id)
-        elif isinstance(message, m.Tick):
-            self._tick()
-        elif isinstance(message, m.Claimed):
-            self._claiming = False
-            # a claim that found runs may have left more behind: claim again when a slot frees
-            # (a claim made with no free slot says nothing about pending runs)
-            if message.rows or self._last_free > 0:
-                self._backlog = bool(message.rows)
-            for row in message.rows:
-                self._recover(row)
-            if self._backlog and len(self._running) + len(self._ready) < self._concurrency:
-                self._claim()  # slots freed while the claim was under way: claim for them now
-        elif isinstance(message, m.LeaseLost):
-            self._lease_lost()
-        elif isinstance(message, m.ExternalChanges):
-            self._external(message)
-        elif isinstance(message, m.Drain):
-            self._closing = True
-            for control in self._running.values():
-                control.shutdown.set()  # ctx.shutting_down
-            self._drained.append(message.reply_to)
-            self._check_drained()
-        elif isinstance(message, m.Abandon):
-            for run_id, control in self._running.items():
-                control.set(control.abandon)
-                # given up, not crashed: the next start of the run is not a recovery
-                self._journal.tell(m.ReleaseRun(run_id, self._owner))
-        elif isinstance(message, m.WatchDeadline):
-            ref = self.actor_ref
-            self._timers.call_at(message.at, lambda: ref.tell(m.DeadlineReached(message.run_id)))
-        elif isinstance(message, m.DeadlineReached):
-            self._deadline(message.run_id)
-        else:
-            return super().handle(message)
+        """One handler per message."""
+        match message:
+            case m.StartRun():
+                return self._answer(message.reply_to, self._start, message)
+            case m.CancelRun():
+                return self._answer(message.reply_to, self._cancel, message)
+            case m.SendEvent():
+                return self._answer(message.reply_to, self._send_event, message)
+            case m.RunCommitted():
+                self._admit(message.row)
+            case m.RunEnded():
+                pass  # a wake-up: the end was read from Pressure.ended before this message
+            case m.Passivated():
+                self._passivated(message)
+            case m.Wake():
+                self._woke(message)
+            case m.EventArrived():
+                self._event_arrived(message)
+            case m.RunsCancelled():
+                self._runs_cancelled(message)
+            case m.Tick():
+                self._tick()
+            case m.Claimed():
+                self._claimed(message)
+            case m.LeaseLost():
+                self._lease_lost()
+            case m.ExternalChanges():
+                self._external(message)
+            case m.Drain():
+                self._drain(message)
+            case m.Abandon():
+                self._abandon()
+            case m.WatchDeadline():
+                ref, reached = self.actor_ref, m.DeadlineReached(message.run_id)
+                self._timers.call_at(message.at, lambda: ref.tell(reached))
+            case m.DeadlineReached():
+                self._deadline(message.run_id)
+            case _:
+                return super().handle(message)
         return None
+
+    def _passivated(self, message: m.Passivated) -> None:
+        """A run gave up its execution actor to wait: keep it until its wait is met (or it was met meanwhile)."""
+        self._running.pop(message.run_id, None)
+        if self._release_if_abandoned(message.run_id):
+            self._fill()
+            return
+        if message.run_id in self._gone:  # cancelled while it was giving up its actor
+            self._gone.discard(message.run_id)
+            self._fill()
+            return
+        # an event that came after the run started waiting (past its watermark) wakes it
+        poked = message.topic is not None and self._poked.get(message.run_id, 0) > message.watermark
+        self._poked.pop(message.run_id, None)
+        if self._woken.pop(message.run_id, None) == message.wait or poked:  # met while it was giving up
+            self._resume(message.run_id, message.queue)
+        else:
+            self._wait(message.run_id, message.wait, message.topic, message.wake_at, message.queue)
+        self._fill()
+
+    def _woke(self, message: m.Wake) -> None:
+        """A run's wait was met (its timer, or the runs it waits for): resume it, or note it if it still executes."""
+        if message.run_id in self._running:
+            self._woken[message.run_id] = message.wait
+        elif (self._waiting.get(message.run_id) or (None,))[0] == message.wait:
+            self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
+
+    def _event_arrived(self, message: m.EventArrived) -> None:
+        """An event for a run was committed: wake the run if it waits for its topic."""
+        control = self._running.get(message.run_id)
+        if control is not None:
+            self._poked[message.run_id] = max(self._poked.get(message.run_id, 0), message.event_id)
+            control.poke.set()
+        elif (self._waiting.get(message.run_id) or (None, None))[1] == message.topic:
+            self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
+
+    def _runs_cancelled(self, message: m.RunsCancelled) -> None:
+        """Cancellations the journal accepted: stop the runs executing here; forget the ended ones."""
+        for run_id in message.executing:
+            control = self._running.get(run_id)
+            if control is not None:
+                control.set(control.cancel)
+            elif run_id in self._waiting:  # passivated just before: resume it to end it
+                del self._waiting[run_id]
+                self._admit({"id": run_id})  # to end it: no queue slot needed
+        for run_id in message.ended:
+            if self._waiting.pop(run_id, None) is None and run_id in self._running:
+                self._gone.add(run_id)
+
+    def _claimed(self, message: m.Claimed) -> None:
+        """The answer to a claim: take on the runs it claimed."""
+        self._claiming = False
+        # a claim that found runs may have left more behind: claim again when a slot frees
+        # (a claim made with no free slot says nothing about pending runs)
+        if message.rows or self._last_free > 0:
+            self._backlog = bool(message.rows)
+        for row in message.rows:
+            self._recover(row)
+        if self._backlog and len(self._running) + len(self._ready) < self._concurrency:
+            self._claim()  # slots freed while the claim was under way: claim for them now
+
+    def _drain(self, message: m.Drain) -> None:
+        """Shutting down: start nothing new; answer once every executing run has ended."""
+        self._closing = True
+        for control in self._running.values():
+            control.shutdown.set()  # ctx.shutting_down
+        self._drained.append(message.reply_to)
+        self._check_drained()
+
+    def _abandon(self) -> None:
+        """Shutting down without waiting longer: tell executing runs to stop, and give them up."""
+        for run_id, control in self._running.items():
+            control.set(control.abandon)
+            # given up, not crashed: the next start of the run is not a recovery
+            self._journal.tell(m.ReleaseRun(run_id, self._owner))
 
     def _answer(self, reply_to: pykka.Future[Any] | None, fn: Any, message: Any) -> Any:
         """Run ``fn`` with a reply future: the caller's, or one waited on here for an ``ask``."""
