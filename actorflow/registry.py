@@ -109,68 +109,81 @@ class Registry(Actor):
         return self.store.get_run(run_id)  # type: ignore[return-value]  # a RunRow is a dict
 
     def handle(self, message: Any) -> Any:
-        """Apply committed changes, register waiters, answer queries."""
-        if isinstance(message, m.Committed):
-            self._apply(message.changes)
-        elif isinstance(message, m.Watch):
-            self._watch(message)
-        elif isinstance(message, m.Unwatch):
-            futures = self._waiters.get(message.run_id)
-            if futures is not None and message.future in futures:
-                futures.remove(message.future)
-                if not futures:
-                    del self._waiters[message.run_id]
-                    self._unwatch_if_idle(message.run_id)
-        elif isinstance(message, m.GetRun):
-            return self._row(message.run_id)
-        elif isinstance(message, m.AwaitRuns):
-            self._await(message)
-        elif isinstance(message, m.GetRuns):
-            return {run_id: row for run_id in message.run_ids if (row := self._row(run_id)) is not None}
-        elif isinstance(message, m.GetTree):
-            return self.store.tree(message.run_id)
-        elif isinstance(message, m.Poll):
-            changes = self._poll()
-            if changes is not None and message.notify is not None:
-                try:
-                    message.notify.tell(changes)
-                except pykka.ActorDeadError:  # the supervisor stopped first, at shutdown
-                    pass
-        elif isinstance(message, m.ChunkWritten):
-            self._chunk_written(message.run_id, message.namespace, message.index)
-        elif isinstance(message, m.GetChunks):
-            # the row first: a run seen finished has every chunk committed, so the chunks
-            # read next are complete (the other order could miss the last ones)
-            row = self._row(message.run_id)
-            if row is None:
-                raise RunNotFound(message.run_id)
-            chunks = self.store.chunks(message.run_id, message.namespace, message.start, message.limit)
-            return chunks, row["state"] in _TERMINAL
-        elif isinstance(message, m.WatchChunks):
-            self._watch_chunks(message)
-        elif isinstance(message, m.UnwatchChunks):
-            readers = [r for r in self._readers.get(message.run_id, ()) if r[2] is not message.future]
-            if readers:
-                self._readers[message.run_id] = readers
-            else:
-                self._readers.pop(message.run_id, None)
-                self._unwatch_if_idle(message.run_id)
-        elif isinstance(message, m.GetSteps):
-            return self.store.steps(message.run_id)
-        elif isinstance(message, m.ListRuns):
-            return self.store.list_runs(
-                state=message.state,
-                flow=message.flow,
-                parent_id=message.parent_id,
-                limit=message.limit,
-            )
-        elif isinstance(message, m.CountExecutors):
-            return self.store.executors(message.now, message.besides)
-        elif isinstance(message, m.CountByState):
-            return self.store.count_by_state()
-        else:
-            return super().handle(message)
+        """Apply committed changes, register waiters, answer queries: one handler per message."""
+        store = self.store
+        match message:
+            case m.Committed():
+                self._apply(message.changes)
+            case m.Watch():
+                self._watch(message)
+            case m.Unwatch():
+                self._unwatch(message)
+            case m.AwaitRuns():
+                self._await(message)
+            case m.Poll():
+                self._polled(message)
+            case m.ChunkWritten():
+                self._chunk_written(message.run_id, message.namespace, message.index)
+            case m.WatchChunks():
+                self._watch_chunks(message)
+            case m.UnwatchChunks():
+                self._unwatch_chunks(message)
+            case m.GetRun():
+                return self._row(message.run_id)
+            case m.GetRuns():
+                return {run_id: row for run_id in message.run_ids if (row := self._row(run_id)) is not None}
+            case m.GetTree():
+                return store.tree(message.run_id)
+            case m.GetChunks():
+                return self._chunks(message)
+            case m.GetSteps():
+                return store.steps(message.run_id)
+            case m.ListRuns():
+                return store.list_runs(state=message.state, flow=message.flow, parent_id=message.parent_id, limit=message.limit)
+            case m.CountExecutors():
+                return store.executors(message.now, message.besides)
+            case m.CountByState():
+                return store.count_by_state()
+            case _:
+                return super().handle(message)
         return None
+
+    def _unwatch(self, message: m.Unwatch) -> None:
+        """A caller stopped waiting for a run (its wait timed out)."""
+        futures = self._waiters.get(message.run_id)
+        if futures is not None and message.future in futures:
+            futures.remove(message.future)
+            if not futures:
+                del self._waiters[message.run_id]
+                self._unwatch_if_idle(message.run_id)
+
+    def _polled(self, message: m.Poll) -> None:
+        """Read the change feed; tell the supervisor what it must act on."""
+        changes = self._poll()
+        if changes is not None and message.notify is not None:
+            try:
+                message.notify.tell(changes)
+            except pykka.ActorDeadError:  # the supervisor stopped first, at shutdown
+                pass
+
+    def _chunks(self, message: m.GetChunks) -> tuple[list[tuple[int, Any, int, int]], bool]:
+        """A stream's chunks from an index, and whether the run has ended."""
+        # the row first: a run seen finished has every chunk committed, so the chunks
+        # read next are complete (the other order could miss the last ones)
+        row = self._row(message.run_id)
+        if row is None:
+            raise RunNotFound(message.run_id)
+        chunks = self.store.chunks(message.run_id, message.namespace, message.start, message.limit)
+        return chunks, row["state"] in _TERMINAL
+
+    def _unwatch_chunks(self, message: m.UnwatchChunks) -> None:
+        """A stream reader gave up waiting."""
+        readers = [r for r in self._readers.get(message.run_id, ()) if r[2] is not message.future]
+        if readers:
+            self._readers[message.run_id] = readers
+        else:
+            self._readers.pop(message.run_id, None)
+            self._unwatch_if_idle(message.run_id)
 
     def _apply(self, changes: tuple[tuple[str, m.Row], ...]) -> None:
         """Committed changes: resolve what waits on runs that have ended."""
