@@ -62,6 +62,7 @@ from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, chunk_
 from .states import TERMINAL_NAMES, StepKind
 from .steps import Step, StepInfo
 from .timers import EARLY
+from .waits import Wait, WaitKind
 
 __all__ = ["Execution", "Links"]
 
@@ -273,80 +274,159 @@ class Execution(Actor):
 
     def sleep(self, duration: Any) -> None:
         """``ctx.sleep``: the wake-up time is committed first, so a restart keeps it."""
-        wake = wake_time(duration, self.clock.time())
-        seq, saved = self._next(StepKind.SLEEP)
-        if saved is not None and saved["state"] == "completed":
-            self._step_value(saved, seq)  # checked: a forged row must not skip the sleep
-            return
-        waiting_for = {"sleep_until": iso(wake)}
-        if saved is not None and saved.get("retry_at"):
-            wake = epoch(saved["retry_at"])  # type: ignore[assignment]  # retry_at is set for a step that waits
-            waiting_for = {"sleep_until": iso(wake)}
-        elif self._passivates(wake):
-            # a long sleep: commit its wake-up time and the run's waiting state at once
-            wait = Passivate(seq, wake, waiting_for)
-            started = now_iso()
-            answer = self.ask(lambda reply: m.Sleep(self.run_id, seq, started, iso(wake), json.dumps(wait.waiting_for),
-                                                    reply_to=reply))  # fmt: skip
-            if answer[0] == "waiting":
-                wait.watermark = answer[1]
-                raise wait
-            if answer[0] == "cancel_requested":
-                raise Cancelled(f"run {self.run_id} was cancelled")
-            raise Ended  # the run has ended meanwhile
-        else:
-            started = now_iso()
-            self.ask(lambda reply: m.StepStarted(self.run_id, seq, StepKind.SLEEP, 1, started, wake_at=iso(wake), reply_to=reply))
-        self.wait_until(seq, wake, waiting_for)
-        at = now_iso()
-        data = self._step_data(None, seq, StepKind.SLEEP)
-        self.send(m.SaveStep(self.run_id, seq, StepKind.SLEEP, "completed", 1, at, result=data))
-        self.checkpoints[seq] = {"name": StepKind.SLEEP, "state": "completed", "result": data}
+        self.wait(Wait.sleep(wake_time(duration, self.clock.time())))
 
     def wait_event(self, topic: str, timeout: float | _dt.timedelta | str | None) -> Any:
         """``ctx.wait_event``: the next payload on ``topic``, or None once ``timeout`` has passed."""
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"an event topic is a non-empty str, not {topic!r}")
         timeout_s = parse_duration(timeout) if timeout is not None else None
-        name = StepKind.event(topic)
-        kind = event_kind(topic)
-        seq, saved = self._next(name)
+        deadline = self.clock.time() + timeout_s if timeout_s is not None else None
+        return self.wait(Wait.event(topic, deadline, timeout_s))
+
+    # -- the one wait -----------------------------------------------------------------
+
+    def wait(self, w: Wait) -> Any:
+        """Wait durably, for any kind of :class:`~actorflow.waits.Wait`; its outcome.
+
+        The wait is numbered and replayed like a step: a replay returns the outcome that
+        was checkpointed. Its start is committed with its deadline, so a restart keeps
+        the deadline. It waits in this thread while that is short; a longer wait gives the
+        thread up (the run passivates, shown ``waiting``) and the supervisor resumes the
+        run by replay when the wait is met (a timer, an event, the runs' ends).
+
+        Returns:
+            A sleep: None. An event: its payload, or None on timeout. Runs: the final
+            rows of the runs that decide the wait.
+
+        Raises:
+            TimeoutError: a wait for runs passed its deadline first.
+        """
+        seq, saved = self._next(w.step)
         if saved is not None and saved["state"] == "completed":
-            return self.codec.loads(saved["result"], self.run_id, kind, seq, required=True)
-        if saved is not None:
-            deadline = epoch(saved.get("retry_at"))
+            return self._waited(w, seq, saved["result"])
+        if saved is not None:  # resumed: the deadline committed when it began holds
+            committed = epoch(saved.get("retry_at"))
+            if committed is not None or w.kind is not WaitKind.SLEEP:
+                w = w.with_deadline(committed)
+        elif w.kind is WaitKind.SLEEP and self._passivates(w.deadline):  # type: ignore[arg-type]  # a sleep has one
+            self._begin_long_sleep(w, seq)  # raises: the run passivates at once
         else:
-            deadline = self.clock.time() + timeout_s if timeout_s is not None else None
-            started = now_iso()
-            self.ask(lambda reply: m.StepStarted(self.run_id, seq, name, 1, started,
-                                                 wake_at=iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
+            wake_at = iso(w.deadline) if w.deadline is not None else None
+            self.call(m.StepStarted, self.run_id, seq, w.step, 1, now_iso(), wake_at=wake_at)
+        reply: Reply[Any] | None = None
+        if w.kind is WaitKind.RUNS:  # the registry answers (and wakes the run) once they settle
+            reply = Reply()
+            self.registry.tell(m.AwaitRuns(self.run_id, seq, w.run_ids, w.mode, reply, self.supervisor))
         began = time.monotonic()
+        look = True  # an event wait looks for its event at first, then each time it is poked
         while True:
-            self.control.poke.clear()
-            taken = self.ask(lambda reply: m.TakeEvent(self.run_id, topic, seq, name, now_iso(), reply_to=reply))
-            if taken is not None:
-                self.checkpoints[seq] = {"name": name, "state": "completed", "result": taken[0]}
-                return self.codec.loads(taken[0], self.run_id, kind, seq, required=True)
-            while not self.control.poke.is_set():
-                self.checkpoint()
-                if deadline is not None and self.clock.time() >= deadline - EARLY:
-                    data = self.codec.dumps(None, self.run_id, kind, seq)
-                    self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, now_iso(), result=data))
-                    self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
-                    return None
-                if self.pressure.queued > 0 or time.monotonic() - began >= self.passivate_after:
-                    until = {"until": iso(deadline)} if deadline else {}
-                    wait = Passivate(seq, deadline, {"event": topic, **until}, topic=topic)
-                    status, watermark = self._set_waiting(wait)
-                    if status == "waiting":
-                        wait.watermark = watermark
-                        raise wait
-                    if status == "event_ready":  # it came meanwhile: take it now
-                        break
-                    if status == "cancel_requested":
-                        raise Cancelled(f"run {self.run_id} was cancelled")
-                    raise Ended  # the run has ended meanwhile
-                self.control.poke.wait(_WAIT_SLICE / 10)
+            if w.kind is WaitKind.EVENT and look:
+                self.control.poke.clear()
+                taken = self.call(m.TakeEvent, self.run_id, w.topic, seq, w.step, now_iso())
+                if taken is not None:  # recorded by the journal as it took it
+                    self.checkpoints[seq] = {"name": w.step, "state": "completed", "result": taken[0]}
+                    return self._waited(w, seq, taken[0])
+                look = False
+            if reply is not None and reply.done:
+                return self._end_wait(w, seq, self._runs_decision(w, reply.get()))
+            self.checkpoint()
+            if w.deadline is not None and self.clock.time() >= w.deadline - EARLY:
+                return self._end_wait(w, seq, self._expired(w))
+            if self._gives_up_thread(w, began):
+                look = self._passivate(w, seq)  # raises, unless the event it waits for has just come
+                continue
+            remaining = _WAIT_SLICE if w.deadline is None else max(0.0, w.deadline - self.clock.time())
+            slice_ = min(remaining, _WAIT_SLICE / 10 if self.manual_clock or w.kind is not WaitKind.SLEEP else _WAIT_SLICE)
+            if w.kind is WaitKind.EVENT:
+                look = self.control.poke.wait(slice_)
+            elif reply is not None:
+                try:
+                    reply.get(timeout=slice_)
+                except pykka.Timeout:
+                    pass
+            else:
+                self.control.interrupt.wait(slice_)
+
+    def _begin_long_sleep(self, w: Wait, seq: int) -> None:
+        """A long sleep: commit its wake-up time and the run's waiting state in one round trip, and passivate."""
+        assert w.deadline is not None
+        wait = Passivate(seq, w.deadline, w.shown())
+        answer = self.call(m.Sleep, self.run_id, seq, now_iso(), iso(w.deadline), json.dumps(wait.waiting_for))
+        if answer[0] == "waiting":
+            wait.watermark = answer[1]
+            raise wait
+        if answer[0] == "cancel_requested":
+            raise Cancelled(f"run {self.run_id} was cancelled")
+        raise Ended  # the run has ended meanwhile
+
+    def _gives_up_thread(self, w: Wait, began: float) -> bool:
+        """Whether a wait stops holding the flow's thread now: a sleep that is not soon, any
+        other after ``passivate_after``, and every wait while runs are queued for a slot."""
+        if w.kind is WaitKind.SLEEP:
+            return self._passivates(w.deadline)  # type: ignore[arg-type]  # a sleep has one
+        return self.pressure.queued > 0 or time.monotonic() - began >= self.passivate_after
+
+    def _passivate(self, w: Wait, seq: int) -> bool:
+        """Give the actor up; True if instead an awaited event has just come (look again).
+
+        An event wait commits its ``waiting`` state here (with its topic, so an event that
+        comes meanwhile is not missed); the others are committed as the flow unwinds.
+        """
+        wait = Passivate(seq, w.deadline, w.shown(), topic=w.topic)
+        if w.kind is not WaitKind.EVENT:
+            raise wait
+        status, watermark = self._set_waiting(wait)
+        if status == "waiting":
+            wait.watermark = watermark
+            raise wait
+        if status == "event_ready":  # it came meanwhile: take it now
+            return True
+        if status == "cancel_requested":
+            raise Cancelled(f"run {self.run_id} was cancelled")
+        raise Ended  # the run has ended meanwhile
+
+    def _expired(self, w: Wait) -> Any:
+        """The outcome of a wait whose deadline has passed: a sleep is over, an event wait
+        returns None, a wait for runs times out (unless they have all settled by now)."""
+        if w.kind is WaitKind.RUNS:
+            now: Any = self.registry.ask(m.GetRuns(w.run_ids))
+            ended = {i: r for i, r in dict(now).items() if r["state"] in TERMINAL_NAMES}
+            if condition_met(w.mode, w.run_ids, ended):
+                return self._runs_decision(w, ended)
+            return {"timed_out": True}
+        return None
+
+    def _runs_decision(self, w: Wait, settled: dict[str, m.Row]) -> dict[str, Any]:
+        """The checkpointed decision of a wait for runs: which runs decide it."""
+        return {"ids": self._decide(w.run_ids, w.mode, settled)}
+
+    def _end_wait(self, w: Wait, seq: int, outcome: Any) -> Any:
+        """Record a wait's outcome (the one helper that records a wait's step), then return what it means."""
+        data = self._wait_data(w, seq, outcome)
+        self.send(m.SaveStep(self.run_id, seq, w.step, "completed", 1, now_iso(), result=data))
+        self.checkpoints[seq] = {"name": w.step, "state": "completed", "result": data}
+        return self._waited(w, seq, data)
+
+    def _wait_data(self, w: Wait, seq: int, outcome: Any) -> Any:
+        """A wait's outcome, serialized and signed (an event's as events are; the others as steps)."""
+        if w.kind is WaitKind.EVENT:
+            assert w.topic is not None
+            return self.codec.dumps(outcome, self.run_id, event_kind(w.topic), seq)
+        return self._step_data(outcome, seq, w.step)
+
+    def _waited(self, w: Wait, seq: int, data: Any) -> Any:
+        """What a wait's recorded outcome means for the flow (checked, then decoded)."""
+        if w.kind is WaitKind.EVENT:
+            assert w.topic is not None
+            return self.codec.loads(data, self.run_id, event_kind(w.topic), seq, required=True)
+        outcome = self.codec.loads(data, self.run_id, STEP, seq, w.step, required=True)
+        if w.kind is WaitKind.SLEEP:
+            return None
+        if outcome.get("timed_out"):
+            raise TimeoutError(f"{w.step[10:]}() in run {self.run_id} timed out after {w.timeout}s")
+        rows: Any = self.registry.ask(m.GetRuns(tuple(outcome["ids"])))
+        return dict(rows)
 
     def hook(self, token: str | None) -> str:
         """``ctx.hook``: register (or, on replay, find) this run's hook token."""
@@ -487,63 +567,15 @@ class Execution(Actor):
         """Wait (durably) until ``run_ids`` settle per ``mode``; returns the final rows that decide.
 
         The decision (which runs settled, or that the timeout passed) is checkpointed, so a
-        replay takes the same one. While waiting the run holds its thread for at most
-        ``passivate_after`` seconds (none while other runs are queued for a slot); then it
-        passivates: it gives up its actor, and the registry has the supervisor resume it
-        by replay once the runs have settled.
+        replay takes the same one (see :meth:`wait`).
 
         Raises:
             TimeoutError: ``timeout`` passed first (the runs are not affected).
         """
-        if timeout is not None:
-            timeout = parse_duration(timeout)
-        seq, saved = self._next(name)
-        if saved is not None and saved["state"] == "completed":
-            decision = self._step_value(saved, seq)
-            if decision.get("timed_out"):
-                raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
-            rows: Any = self.registry.ask(m.GetRuns(tuple(decision["ids"])))
-            return dict(rows)
-        deadline = epoch(saved.get("retry_at")) if saved is not None else None
-        if saved is None:
-            deadline = self.clock.time() + timeout if timeout is not None else None
-            started = now_iso()
-            self.ask(lambda reply: m.StepStarted(self.run_id, seq, name, 1, started,
-                                                 wake_at=iso(deadline) if deadline else None, reply_to=reply))  # fmt: skip
-        reply: Reply[Any] = Reply()
-        self.registry.tell(m.AwaitRuns(self.run_id, seq, run_ids, mode, reply, self.supervisor))
-        began = time.monotonic()
-        settled: dict[str, m.Row] | None = None
-        while settled is None:
-            if reply.done:
-                settled = reply.get()
-                break
-            if deadline is not None and self.clock.time() >= deadline - EARLY:
-                # the deadline has passed: still, runs that have all settled win over it
-                now: Any = self.registry.ask(m.GetRuns(run_ids))
-                ended = {i: r for i, r in dict(now).items() if r["state"] in TERMINAL_NAMES}
-                if condition_met(mode, run_ids, ended):
-                    settled = ended
-                break
-            wait = _WAIT_SLICE / 10 if deadline is None else max(0.0, min(_WAIT_SLICE / 10, deadline - self.clock.time()))
-            try:
-                settled = reply.get(timeout=wait)
-            except pykka.Timeout:
-                self.checkpoint()
-                if self.pressure.queued > 0 or time.monotonic() - began >= self.passivate_after:
-                    waiting_for = {"mode": mode, "runs": list(run_ids[:10]), "count": len(run_ids)}
-                    raise Passivate(seq, deadline, waiting_for) from None
-        at = now_iso()
-        if settled is None:
-            data = self._step_data({"timed_out": True}, seq, name)
-            self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data))
-            self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
-            raise TimeoutError(f"{name[10:]}() in run {self.run_id} timed out after {timeout}s")
-        ids = self._decide(run_ids, mode, settled)
-        data = self._step_data({"ids": ids}, seq, name)
-        self.send(m.SaveStep(self.run_id, seq, name, "completed", 1, at, result=data))
-        self.checkpoints[seq] = {"name": name, "state": "completed", "result": data}
-        return {i: settled[i] for i in ids}
+        timeout_s = parse_duration(timeout) if timeout is not None else None
+        deadline = self.clock.time() + timeout_s if timeout_s is not None else None
+        rows: dict[str, m.Row] = self.wait(Wait.runs(name, run_ids, mode, deadline, timeout_s))
+        return rows
 
     @staticmethod
     def _decide(run_ids: tuple[str, ...], mode: str, settled: dict[str, m.Row]) -> list[str]:
