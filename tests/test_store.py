@@ -34,3 +34,30 @@ class TestMemoryStore(StoreContract):
     def stores(self) -> Stores:
         first = MemoryStore()
         return lambda runtime: first.sharing(runtime)
+
+
+def test_sqlite_errors_are_classified_by_their_result_codes(tmp_path: Path) -> None:
+    import sqlite3
+
+    from actorflow.store import ErrorKind
+
+    path = str(tmp_path / "x.db")
+    holder = sqlite3.connect(path, isolation_level=None, timeout=0.01)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0.01)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    store = SQLiteStore(other, "rt", path)
+    with pytest.raises(sqlite3.OperationalError) as busy:
+        other.execute("BEGIN IMMEDIATE")
+    assert store.classify(busy.value) is ErrorKind.BUSY
+    holder.execute("ROLLBACK")
+    with pytest.raises(sqlite3.OperationalError) as statement:
+        other.execute("INSERT INTO nope VALUES (1)")
+    assert store.classify(statement.value) is ErrorKind.STATEMENT
+    reader = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError) as readonly:
+        reader.execute("INSERT INTO t VALUES (1)")
+    assert store.classify(readonly.value) is ErrorKind.FILE
+    assert store.classify(ValueError("not a store error")) is None
+    for conn in (holder, other, reader):
+        conn.close()

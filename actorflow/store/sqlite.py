@@ -551,6 +551,11 @@ _CANCEL_CHILDREN = (
 )
 
 
+# SQLite's primary result codes: https://www.sqlite.org/rescode.html
+_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED: another connection holds a lock
+_FILE_CODES = frozenset({8, 10, 11, 13, 14, 26})  # READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB
+
+
 def _is_busy(exc: BaseException) -> bool:
     """True for SQLite's "database is locked" / "busy": another connection holds a lock."""
     text = str(exc)
@@ -618,14 +623,25 @@ class SQLiteStore:
         self.conn.execute("RELEASE op")
 
     def classify(self, error: BaseException) -> ErrorKind | None:
-        """BUSY for a lock, FILE for errors about the file, STATEMENT for other SQLite errors."""
+        """BUSY for a lock, FILE for errors about the file, STATEMENT for other SQLite errors.
+
+        By SQLite's result code (its primary code: the low byte of an extended one); by the
+        message only where an error carries no code.
+        """
         if not isinstance(error, sqlite3.Error):
             return None
-        text = str(error)
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is not None:
+            primary = code & 0xFF
+            if primary in _BUSY_CODES:
+                return ErrorKind.BUSY
+            if primary in _FILE_CODES:
+                return ErrorKind.FILE
+            return ErrorKind.STATEMENT
         if _is_busy(error):
             return ErrorKind.BUSY
         if isinstance(error, sqlite3.OperationalError) and any(
-            word in text for word in ("readonly", "disk", "full", "I/O", "unable to open")
+            word in str(error) for word in ("readonly", "disk", "full", "I/O", "unable to open")
         ):
             return ErrorKind.FILE
         return ErrorKind.STATEMENT
