@@ -61,6 +61,7 @@ from .serialization import error_info
 from .signing import CHUNK, METADATA, PROGRESS, RESULT, STEP, STEP_ERROR, chunk_place, event_kind
 from .states import TERMINAL_NAMES, StepKind
 from .steps import Step, StepInfo
+from .store import WaitAnswer
 from .timers import EARLY
 from .waits import Wait, WaitKind
 
@@ -353,10 +354,10 @@ class Execution(Actor):
         assert w.deadline is not None
         wait = Passivate(seq, w.deadline, w.shown())
         answer = self.call(m.Sleep, self.run_id, seq, now_iso(), iso(w.deadline), json.dumps(wait.waiting_for))
-        if answer[0] == "waiting":
+        if answer[0] is WaitAnswer.WAITING:
             wait.watermark = answer[1]
             raise wait
-        if answer[0] == "cancel_requested":
+        if answer[0] is WaitAnswer.CANCEL_REQUESTED:
             raise Cancelled(f"run {self.run_id} was cancelled")
         raise Ended  # the run has ended meanwhile
 
@@ -377,12 +378,12 @@ class Execution(Actor):
         if w.kind is not WaitKind.EVENT:
             raise wait
         status, watermark = self._set_waiting(wait)
-        if status == "waiting":
+        if status is WaitAnswer.WAITING:
             wait.watermark = watermark
             raise wait
-        if status == "event_ready":  # it came meanwhile: take it now
+        if status is WaitAnswer.EVENT_READY:  # it came meanwhile: take it now
             return True
-        if status == "cancel_requested":
+        if status is WaitAnswer.CANCEL_REQUESTED:
             raise Cancelled(f"run {self.run_id} was cancelled")
         raise Ended  # the run has ended meanwhile
 
@@ -484,8 +485,8 @@ class Execution(Actor):
         """A completed step's checked result (a forged or emptied row raises TamperedRecord)."""
         return self.codec.loads(saved.get("result"), self.run_id, STEP, seq, saved["name"], required=True)
 
-    def _set_waiting(self, wait: Passivate) -> tuple[str | None, int]:
-        """Commit the run's ``waiting`` state for ``wait``; answers ``(status, watermark)``."""
+    def _set_waiting(self, wait: Passivate) -> tuple[WaitAnswer, int]:
+        """Commit the run's ``waiting`` state for ``wait``; answers ``(what happened, watermark)``."""
         waiting_for = json.dumps(wait.waiting_for)
         wake = iso(wait.wake_at) if wait.wake_at else None
         answer = self.ask(lambda r: m.SetWaiting(self.run_id, waiting_for, wake, now_iso(), wait.topic, reply_to=r))
@@ -795,9 +796,9 @@ class Execution(Actor):
                         self.passivated = wait
                         return
                     status, wait.watermark = self._set_waiting(wait)
-                    if status == "waiting":
+                    if status is WaitAnswer.WAITING:
                         self.passivated = wait
-                    elif status == "cancel_requested":  # a cancel landed just before: honour it now
+                    elif status is WaitAnswer.CANCEL_REQUESTED:  # a cancel landed just before: honour it now
                         self.finish("cancelled")
                     return  # else the run ended meanwhile (timed out, cancelled): nothing to do
                 except (Abandoned, Ended):

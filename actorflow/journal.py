@@ -402,15 +402,15 @@ class Journal(Actor):
     def _sleep(self, msg: m.Sleep) -> _Outcome:
         if not self._store.save_step({"run_id": msg.run_id, "seq": msg.seq, "name": StepKind.SLEEP, "state": "running",
                                       "attempts": 1, "started_at": msg.at, "retry_at": msg.wake_at}):  # fmt: skip
-            return (None, 0), None, None
+            return (WaitAnswer.GONE, 0), None, None
         return self._set_waiting(m.SetWaiting(msg.run_id, msg.waiting_for, msg.wake_at, msg.at))
 
     def _set_waiting(self, msg: m.SetWaiting) -> _Outcome:
         answer, watermark = self._store.set_waiting(msg.run_id, msg.waiting_for, msg.wake_at, msg.at, msg.topic)
         if answer is not WaitAnswer.WAITING:
-            return (None if answer is WaitAnswer.GONE else answer.value, 0), None, None
+            return (answer, 0), None, None
         change = {"state": "waiting", "waiting_for": msg.waiting_for, "wake_at": msg.wake_at}
-        return ("waiting", watermark), (msg.run_id, change), None
+        return (answer, watermark), (msg.run_id, change), None
 
     def _request_cancel(self, msg: m.RequestCancel) -> _Outcome:
         row = self._store.request_cancel(msg.run_id, msg.at)

@@ -394,11 +394,11 @@ class RequestCancel:
 class SetWaiting:
     """The run gives up its execution actor until ``waiting_for`` is met (or ``wake_at``).
 
-    Answers ``(status, watermark)``: status ``"waiting"``; ``"event_ready"`` if the run
-    waits for an event on ``topic`` and one is there already (nothing changes); or
-    ``"cancel_requested"`` if a cancel was accepted meanwhile (the run stays running, to
-    end as cancelled); or None if the run has ended. ``watermark`` is the id of the
-    run's newest event when it started waiting.
+    Answers ``(answer, watermark)`` with a :class:`~actorflow.store.WaitAnswer`: ``WAITING``;
+    ``EVENT_READY`` if the run waits for an event on ``topic`` and one is there already
+    (nothing changes); ``CANCEL_REQUESTED`` if a cancel was accepted meanwhile (the run
+    stays running, to end as cancelled); or ``GONE`` if the run has ended or another
+    runtime holds it. ``watermark`` is the id of the run's newest event when it started waiting.
     """
 
     run_id: str
