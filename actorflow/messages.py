@@ -10,6 +10,27 @@ Messages carrying a ``reply_to`` future are answered through it; without one, th
 receiving actor answers the ``ask`` itself (and a ``tell`` gets no answer).
 The rest are internal: they are listed here so that a reader can see, in one place,
 everything that flows caller → supervisor → execution actor → journal → registry → caller.
+
+Besides messages, five side channels carry what the hot paths must not wait for a message
+for. Each is a plain object shared by two actors, named here once:
+
+``supervisor.Pressure``
+    shared by the supervisor and its executions: ``ended`` (the runs whose execution has
+    ended, read by the supervisor before each message, so an end needs no message unless
+    ``prompt``), ``queued`` (runs waiting for a slot: a waiting run gives its slot up at
+    once while any do), ``prompt`` (the supervisor must hear of an end at once).
+``Registry.watched``
+    a set shared by the registry and the journal: the runs whose end something waits for.
+    The journal tells the registry of an end (:class:`Committed`) only for those.
+``StartRun.done``
+    the future of the handle ``Runtime.start`` returns, resolved by the journal with the
+    run's final row when it commits the run's end here: ``result()`` then asks nobody.
+``_future.Admission``
+    the future of a run admitted as it was started (:class:`InsertRun` ``admitted``): its
+    ``then`` starts the run's execution loop once the insert is committed.
+``context.RunControl``
+    flags shared by the supervisor and a run's execution: cancel, abandon, timed out,
+    shutting down, and the events that wake a waiting execution (``interrupt``, ``poke``).
 """
 
 from __future__ import annotations
