@@ -320,6 +320,7 @@ class Execution(Actor):
             reply = Reply()
             self.registry.tell(m.AwaitRuns(self.run_id, seq, w.run_ids, w.mode, reply, self.supervisor))
         began = time.monotonic()
+        waited = False
         look = True  # an event wait looks for its event at first, then each time it is poked
         while True:
             if w.kind is WaitKind.EVENT and look:
@@ -334,7 +335,7 @@ class Execution(Actor):
             self.checkpoint()
             if w.deadline is not None and self.clock.time() >= w.deadline - EARLY:
                 return self._end_wait(w, seq, self._expired(w))
-            if self._gives_up_thread(w, began):
+            if (w.kind is not WaitKind.RUNS or waited) and self._gives_up_thread(w, began):
                 look = self._passivate(w, seq)  # raises, unless the event it waits for has just come
                 continue
             remaining = _WAIT_SLICE if w.deadline is None else max(0.0, w.deadline - self.clock.time())
@@ -342,6 +343,7 @@ class Execution(Actor):
             if w.kind is WaitKind.EVENT:
                 look = self.control.poke.wait(slice_)
             elif reply is not None:
+                waited = True  # a wait for runs gives them one slice before it may give the thread up
                 try:
                     reply.get(timeout=slice_)
                 except pykka.Timeout:

@@ -7,6 +7,7 @@ runtime (or for none). The tests use plain values only, as the journal actor doe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,12 @@ class StoreContract:
         assert a.get_run("r2") is None
         assert [kind for _, kind, _ in a.history("r1")] == ["created"]
 
+    def test_a_new_run_keeps_only_the_columns_a_start_gives(self, stores: Stores) -> None:
+        a = stores("rt_a")
+        write(a, lambda: a.insert_run(run_row("r1", recoveries=5, progress="p", completed_at=at(1))))  # type: ignore[arg-type]
+        row = a.get_run("r1")
+        assert row is not None and row["recoveries"] == 0 and row["progress"] is None and row["completed_at"] is None
+
     def test_a_run_admitted_at_once_is_created_and_started(self, stores: Stores) -> None:
         a = stores("rt_a")
         write(a, lambda: a.insert_run(run_row("r1", state="running", owner="rt_a", attempt=1)))
@@ -129,6 +136,8 @@ class StoreContract:
         assert write(a, lambda: a.retry_run("r1", at(1), "boom", 0.5)) == 2
         assert [s["seq"] for s in a.steps("r1")] == [1]
         assert a.get_run("r1")["flow_retries"] == 1  # type: ignore[index]
+        (detail,) = [d for _, kind, d in a.history("r1") if kind == "retry"]
+        assert json.loads(detail or "{}") == {"attempt": 2, "error": "boom", "delay": 0.5}
 
     def test_steps_are_fenced_and_keep_their_last_error(self, stores: Stores) -> None:
         a, b = stores("rt_a"), stores("rt_b")
@@ -225,6 +234,8 @@ class StoreContract:
         assert write(a, lambda: a.purge(("failed", "completed"), at(10))) == 2  # "old" and "kid"; "live" is unfinished
         assert {r["id"] for r in a.list_runs()} == {"live"}
         assert write(a, lambda: a.purge(("running",), at(99))) == 0
+        write(a, lambda: a.insert_run(run_row("no-end", state="completed", created=3)))  # ended, but no end time
+        assert write(a, lambda: a.purge(("completed",), at(99))) == 0
 
     # -- runtimes, leases, claims -----------------------------------------------------
 
@@ -238,6 +249,7 @@ class StoreContract:
         assert sorted(a.dead_runtimes(106.0, "h", alive)) == ["rt_c"]  # its process is gone
         assert sorted(a.dead_runtimes(115.0, "other-host", alive)) == ["rt_b", "rt_c"]
         assert a.executors(106.0, "rt_b") == 2 and a.executors(106.0, "rt_a") == 1
+        assert a.executors(200.0, "rt_a") == 0  # every lease has run out
 
     def test_claims_take_over_dead_runtimes_and_fill_free_slots_within_queue_limits(self, stores: Stores) -> None:
         a, dead = stores("rt_a"), stores("rt_dead")

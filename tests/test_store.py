@@ -61,3 +61,18 @@ def test_sqlite_errors_are_classified_by_their_result_codes(tmp_path: Path) -> N
     assert store.classify(ValueError("not a store error")) is None
     for conn in (holder, other, reader):
         conn.close()
+
+
+def test_a_journal_from_before_the_slots_column_gets_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = str(tmp_path / "old.db")
+    connect(path, busy_timeout=5.0).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE runtimes DROP COLUMN slots")
+    store = SQLiteStore(connect(path, busy_timeout=5.0), "rt_a", path)
+    store.begin()
+    store.register_runtime(1, "h", "2026-01-01T00:00:00.000000+00:00", 1.0, 100.0, 4)
+    store.commit()
+    assert store.executors(2.0, "rt_other") == 1
+    store.close()

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypedDict
 
 __all__ = [
+    "RUN_INSERT_COLUMNS",
     "ErrorKind",
     "Feed",
     "RunRow",
@@ -68,6 +69,14 @@ class RunRow(TypedDict, total=False):
     started_at: str | None
     completed_at: str | None
     updated_at: str | None
+
+
+RUN_INSERT_COLUMNS = (
+    "id", "flow", "flow_ref", "flow_blob", "codec", "args", "kwargs", "state", "metadata",
+    "parent_id", "idempotency_key", "attempt", "cancel_requested", "owner", "timeout", "deadline",
+    "detached", "queue", "priority", "created_at", "started_at", "updated_at",
+)  # fmt: skip
+"""The columns a new run's row gives (the others start empty)."""
 
 
 class StepRow(TypedDict, total=False):

@@ -8,13 +8,14 @@ model and this module says in words what it does.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import HookConflict, HookNotFound, RunFinished, RunNotFound
 from ..states import CANCELLED_AT_ONCE, TERMINAL_NAMES, UNFINISHED_NAMES, StepKind
-from . import ErrorKind, Feed, RunRow, StepRow, WaitAnswer
+from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer
 
 __all__ = ["MemoryError_", "MemoryStore"]
 
@@ -141,7 +142,7 @@ class MemoryStore:
             for other in t.runs.values():
                 if other["idempotency_key"] == key:
                     return str(other["id"])
-        stored = {**_RUN_DEFAULTS, **{k: v for k, v in row.items() if not k.startswith("_")}}
+        stored = {**_RUN_DEFAULTS, **{k: row[k] for k in RUN_INSERT_COLUMNS}}  # type: ignore[literal-required]  # the insert's columns
         t.runs[row["id"]] = stored
         detail = f'{{"parent_id": "{row["parent_id"]}"}}' if row.get("parent_id") else None
         self.add_event(row["id"], row["created_at"], "created", detail)
@@ -180,7 +181,7 @@ class MemoryStore:
         run.update(attempt=run["attempt"] + 1, flow_retries=run["flow_retries"] + 1, updated_at=at)
         for key in [k for k, s in self._t.steps.items() if k[0] == run_id and s["state"] != "completed"]:
             del self._t.steps[key]
-        self.add_event(run_id, at, "retry", f'{{"attempt": {run["attempt"]}, "delay": {delay}}}')
+        self.add_event(run_id, at, "retry", json.dumps({"attempt": run["attempt"], "error": summary, "delay": delay}))
         return int(run["attempt"])
 
     def release_run(self, run_id: str, runtime: str) -> None:
@@ -354,8 +355,8 @@ class MemoryStore:
         wanted = {s for s in states if s in TERMINAL_NAMES}
         if not wanted:
             return 0
-        roots = [r["id"] for r in t.runs.values() if r["state"] in wanted and (r["completed_at"] or "") < before
-                 and (r["parent_id"] is None or r["parent_id"] not in t.runs)]  # fmt: skip
+        roots = [r["id"] for r in t.runs.values() if r["state"] in wanted and r["completed_at"] is not None
+                 and r["completed_at"] < before and (r["parent_id"] is None or r["parent_id"] not in t.runs)]  # fmt: skip
         doomed: set[str] = set()
         todo = list(roots)
         while todo:
@@ -367,7 +368,8 @@ class MemoryStore:
         t.messages = {k: v for k, v in t.messages.items() if v["run_id"] not in doomed}
         t.chunks = {k: v for k, v in t.chunks.items() if v["run_id"] not in doomed}
         t.hooks = {k: v for k, v in t.hooks.items() if v["run_id"] not in doomed}
-        t.history = [h for h in t.history if h[1] not in doomed]
+        newest = t.history[-1] if t.history else None  # kept, as the SQLite store keeps it
+        t.history = [h for h in t.history if h[1] not in doomed or h is newest]
         for run_id in doomed:
             del t.runs[run_id]
         return len(doomed)
@@ -382,7 +384,9 @@ class MemoryStore:
 
     def executors(self, now: float, besides: str) -> int:
         """How many live runtimes other than ``besides`` execute runs."""
-        return sum(1 for r in self._t.runtimes.values() if r["id"] != besides and (r["slots"] or 0) > 0 and r["lease_until"] >= now)
+        with self._lock:
+            return sum(1 for r in self._t.runtimes.values()
+                       if r["id"] != besides and (r["slots"] or 0) > 0 and r["lease_until"] is not None and r["lease_until"] >= now)  # fmt: skip
 
     def renew_lease(self, now: float, lease_until: float) -> bool:
         """Extend this runtime's lease; False if it had expired."""
@@ -429,8 +433,9 @@ class MemoryStore:
         if free > 0:
             busy = {q: sum(1 for r in t.runs.values() if r["queue"] == q and (r["state"] == "running" or (
                 r["state"] == "pending" and r["owner"] is not None and r["owner"] in t.runtimes))) for q in queue_limits}  # fmt: skip
-            pending = sorted((r for r in t.runs.values() if r["state"] == "pending" and self._orphan(r)),
-                             key=lambda r: (-r["priority"], r["created_at"]))  # fmt: skip
+            full = {q for q, cap in queue_limits.items() if busy[q] >= cap}  # left out, as the SQLite store leaves them
+            pending = sorted((r for r in t.runs.values() if r["state"] == "pending" and self._orphan(r) and r["queue"] not in full),
+                             key=lambda r: (-r["priority"], r["created_at"]))[: free * 4]  # fmt: skip
             taken = 0
             for run in pending:
                 if taken >= free:
@@ -523,7 +528,8 @@ class MemoryStore:
 
     def key_check(self) -> str | None:
         """The fingerprint of the journal's key, if recorded."""
-        return self._t.meta.get("key_check")
+        with self._lock:
+            return self._t.meta.get("key_check")
 
     def feed_marks(self) -> tuple[int, int, int]:
         """Where the change feed stands now."""

@@ -41,7 +41,7 @@ import sqlite_utils
 
 from ..errors import HookConflict, HookNotFound, JournalError, RunFinished, RunNotFound
 from ..states import CANCELLED_AT_ONCE, TERMINAL_NAMES, UNFINISHED_NAMES, State, StepKind, sql_in
-from . import ErrorKind, Feed, RunRow, StepRow, WaitAnswer
+from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -348,6 +348,8 @@ def _create_schema(conn: sqlite3.Connection, path: str, key_check: str | None) -
         pk="id",
         if_not_exists=True,
     )
+    if "slots" not in {column.name for column in db.table("runtimes").columns}:  # a journal from before the column
+        conn.execute("ALTER TABLE runtimes ADD COLUMN slots INTEGER")
     # the change feed's tables: an id is never reused after a purge (other processes read
     # them from the last id they have seen). events, written with every run's start and end,
     # does without AUTOINCREMENT (which writes its counter's page at each insert): a purge
@@ -518,11 +520,7 @@ def process_alive(pid: int) -> bool:
 
 # ---------------------------------------------------------------------------- the store
 
-_RUN_COLUMNS = (
-    "id", "flow", "flow_ref", "flow_blob", "codec", "args", "kwargs", "state", "metadata",
-    "parent_id", "idempotency_key", "attempt", "cancel_requested", "owner", "timeout", "deadline",
-    "detached", "queue", "priority", "created_at", "started_at", "updated_at",
-)  # fmt: skip
+_RUN_COLUMNS = RUN_INSERT_COLUMNS
 _INSERT_RUN = (
     f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))}) "
     "ON CONFLICT DO NOTHING"
@@ -553,7 +551,9 @@ _CANCEL_CHILDREN = (
 
 # SQLite's primary result codes: https://www.sqlite.org/rescode.html
 _BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED: another connection holds a lock
-_FILE_CODES = frozenset({8, 10, 11, 13, 14, 26})  # READONLY, IOERR, CORRUPT, FULL, CANTOPEN, NOTADB
+# READONLY, IOERR, FULL, CANTOPEN: about the file, the whole group fails and is retried. A
+# corrupt page (CORRUPT, NOTADB) fails the operation that met it, so that the others still commit
+_FILE_CODES = frozenset({8, 10, 13, 14})
 
 
 def _is_busy(exc: BaseException) -> bool:
