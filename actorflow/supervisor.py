@@ -16,6 +16,7 @@ slots. It also keeps the passivated runs and wakes them (timers, events, childre
 from __future__ import annotations
 
 import collections
+import enum
 import json
 import logging
 import time
@@ -42,7 +43,7 @@ from .serialization import describe_unserializable, flow_reference
 from .steps import FlowThread
 from .timers import Timers
 
-__all__ = ["Pressure", "Settings", "Supervisor"]
+__all__ = ["LocalRun", "Phase", "Pressure", "Settings", "Supervisor"]
 
 
 log = logging.getLogger("actorflow")
@@ -68,6 +69,50 @@ class Pressure:
         self.queued = 0
         self.ended: collections.deque[str] = collections.deque()
         self.prompt = False
+
+
+class Phase(enum.Enum):
+    """Where a run this runtime holds stands, here."""
+
+    READY = "ready"
+    """Admitted, waiting for a slot (see ``Supervisor._ready``)."""
+    EXECUTING = "executing"
+    """Its execution actor runs."""
+    WAITING = "waiting"
+    """Passivated: kept until its wait is met (a timer, an event, other runs' ends)."""
+    GONE = "gone"
+    """No longer held here (a record being dropped)."""
+
+
+@dataclass(eq=False, slots=True)
+class LocalRun:
+    """What the supervisor keeps about one run it holds: one record per run.
+
+    Attributes:
+        id: the run's id.
+        phase: where it stands here.
+        row: ``READY``: the row its execution starts from.
+        control: ``EXECUTING``: the flags shared with its execution.
+        wait: ``WAITING``: the number of the call that waits.
+        topic: ``WAITING``: the event topic that wakes it, if any.
+        queue: ``WAITING``: its named queue, if any (it resumes through it).
+        gone: ``EXECUTING``: it ended (cancelled) while it was giving up its actor.
+        abandoned: ``EXECUTING``: this runtime lost its lease; release the run once it stops.
+        poked: ``EXECUTING``: the id of the newest event that arrived for it.
+        woken: ``EXECUTING``: the number of its wait that was met while it still executed.
+    """
+
+    id: str
+    phase: Phase
+    row: m.Row | None = None
+    control: RunControl | None = None
+    wait: int = 0
+    topic: str | None = None
+    queue: str | None = None
+    gone: bool = False
+    abandoned: bool = False
+    poked: int = 0
+    woken: int | None = None
 
 
 @dataclass(frozen=True)
@@ -136,15 +181,12 @@ class Supervisor(Actor):
         self._concurrency = concurrency
         self._owner = settings.runtime
         self._answer_timeout = settings.answer_timeout
-        self._running: dict[str, RunControl] = {}
-        self._ready: collections.deque[m.Row] = collections.deque()
-        self._ready_ids: set[str] = set()
-        self._gone: set[str] = set()  # executing runs cancelled to their end while passivating
-        self._abandoned: set[str] = set()  # executing runs to release once they stop (lease lost)
-        # passivated runs → (wait number, event topic, queue)
-        self._waiting: dict[str, tuple[int, str | None, str | None]] = {}
-        self._poked: dict[str, int] = {}  # executing runs an event arrived for → its newest event id
-        self._woken: dict[str, int] = {}  # run → its wait that was met while it was still executing
+        # one record per run this runtime holds, by id (see LocalRun), and the order of the
+        # ready ones; counts kept beside them for the hot path
+        self._runs: dict[str, LocalRun] = {}
+        self._ready: collections.deque[str] = collections.deque()
+        self._executing = 0
+        self._abandoned = 0  # executing runs to release once they stop
         self.pressure = Pressure()
         self._closing = False
         self._drained: list[pykka.Future[Any]] = []
@@ -182,7 +224,7 @@ class Supervisor(Actor):
             return
         if not self._recover_runs or self._concurrency == 0:  # a client runtime executes nothing
             return
-        free = max(0, self._concurrency - len(self._running) - len(self._ready))
+        free = max(0, self._concurrency - self._executing - len(self._ready))
         self._last_free = free
         self._claiming = True
         self._journal.tell(
@@ -229,11 +271,10 @@ class Supervisor(Actor):
 
     def _ended(self, run_id: str) -> None:
         """A run's execution has ended: free its slot, and fill it."""
-        self._running.pop(run_id, None)
-        self._release_if_abandoned(run_id)
-        self._gone.discard(run_id)
-        self._poked.pop(run_id, None)
-        self._woken.pop(run_id, None)
+        run = self._runs.get(run_id)
+        if run is not None and run.phase is Phase.EXECUTING:
+            self._drop(run)
+            self._release_if_abandoned(run)
         self._fill()
         if not self._ready and self._backlog:
             self._claim()  # a free slot, and the journal may hold pending runs: take one now
@@ -282,18 +323,17 @@ class Supervisor(Actor):
 
     def _passivated(self, message: m.Passivated) -> None:
         """A run gave up its execution actor to wait: keep it until its wait is met (or it was met meanwhile)."""
-        self._running.pop(message.run_id, None)
-        if self._release_if_abandoned(message.run_id):
-            self._fill()
-            return
-        if message.run_id in self._gone:  # cancelled while it was giving up its actor
-            self._gone.discard(message.run_id)
-            self._fill()
-            return
+        run = self._runs.get(message.run_id)
+        if run is not None and run.phase is Phase.EXECUTING:
+            self._drop(run)
+            if self._release_if_abandoned(run) or run.gone:  # gone: cancelled while it gave up its actor
+                self._fill()
+                return
+        else:
+            run = None
         # an event that came after the run started waiting (past its watermark) wakes it
-        poked = message.topic is not None and self._poked.get(message.run_id, 0) > message.watermark
-        self._poked.pop(message.run_id, None)
-        if self._woken.pop(message.run_id, None) == message.wait or poked:  # met while it was giving up
+        poked = message.topic is not None and run is not None and run.poked > message.watermark
+        if (run is not None and run.woken == message.wait) or poked:  # met while it was giving up
             self._resume(message.run_id, message.queue)
         else:
             self._wait(message.run_id, message.wait, message.topic, message.wake_at, message.queue)
@@ -301,32 +341,46 @@ class Supervisor(Actor):
 
     def _woke(self, message: m.Wake) -> None:
         """A run's wait was met (its timer, or the runs it waits for): resume it, or note it if it still executes."""
-        if message.run_id in self._running:
-            self._woken[message.run_id] = message.wait
-        elif (self._waiting.get(message.run_id) or (None,))[0] == message.wait:
-            self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
+        run = self._runs.get(message.run_id)
+        if run is None:
+            return
+        if run.phase is Phase.EXECUTING:
+            run.woken = message.wait
+        elif run.phase is Phase.WAITING and run.wait == message.wait:
+            self._drop(run)
+            self._resume(run.id, run.queue)
 
     def _event_arrived(self, message: m.EventArrived) -> None:
         """An event for a run was committed: wake the run if it waits for its topic."""
-        control = self._running.get(message.run_id)
-        if control is not None:
-            self._poked[message.run_id] = max(self._poked.get(message.run_id, 0), message.event_id)
-            control.poke.set()
-        elif (self._waiting.get(message.run_id) or (None, None))[1] == message.topic:
-            self._resume(message.run_id, self._waiting.pop(message.run_id)[2])
+        run = self._runs.get(message.run_id)
+        if run is None:
+            return
+        if run.phase is Phase.EXECUTING:
+            assert run.control is not None
+            run.poked = max(run.poked, message.event_id)
+            run.control.poke.set()
+        elif run.phase is Phase.WAITING and run.topic == message.topic:
+            self._drop(run)
+            self._resume(run.id, run.queue)
 
     def _runs_cancelled(self, message: m.RunsCancelled) -> None:
         """Cancellations the journal accepted: stop the runs executing here; forget the ended ones."""
         for run_id in message.executing:
-            control = self._running.get(run_id)
-            if control is not None:
-                control.set(control.cancel)
-            elif run_id in self._waiting:  # passivated just before: resume it to end it
-                del self._waiting[run_id]
+            run = self._runs.get(run_id)
+            if run is None:
+                continue
+            if run.phase is Phase.EXECUTING:
+                assert run.control is not None
+                run.control.set(run.control.cancel)
+            elif run.phase is Phase.WAITING:  # passivated just before: resume it to end it
+                self._drop(run)
                 self._admit({"id": run_id})  # to end it: no queue slot needed
         for run_id in message.ended:
-            if self._waiting.pop(run_id, None) is None and run_id in self._running:
-                self._gone.add(run_id)
+            run = self._runs.get(run_id)
+            if run is not None and run.phase is Phase.WAITING:
+                self._drop(run)
+            elif run is not None and run.phase is Phase.EXECUTING:
+                run.gone = True
 
     def _claimed(self, message: m.Claimed) -> None:
         """The answer to a claim: take on the runs it claimed."""
@@ -337,23 +391,24 @@ class Supervisor(Actor):
             self._backlog = bool(message.rows)
         for row in message.rows:
             self._recover(row)
-        if self._backlog and len(self._running) + len(self._ready) < self._concurrency:
+        if self._backlog and self._executing + len(self._ready) < self._concurrency:
             self._claim()  # slots freed while the claim was under way: claim for them now
 
     def _drain(self, message: m.Drain) -> None:
         """Shutting down: start nothing new; answer once every executing run has ended."""
         self._closing = True
-        for control in self._running.values():
+        for control in self._controls():
             control.shutdown.set()  # ctx.shutting_down
         self._drained.append(message.reply_to)
         self._check_drained()
 
     def _abandon(self) -> None:
         """Shutting down without waiting longer: tell executing runs to stop, and give them up."""
-        for run_id, control in self._running.items():
-            control.set(control.abandon)
+        for run in self._executing_runs():
+            assert run.control is not None
+            run.control.set(run.control.abandon)
             # given up, not crashed: the next start of the run is not a recovery
-            self._journal.tell(m.ReleaseRun(run_id, self._owner))
+            self._journal.tell(m.ReleaseRun(run.id, self._owner))
 
     def _answer(self, reply_to: pykka.Future[Any] | None, fn: Any, message: Any) -> Any:
         """Run ``fn`` with a reply future: the caller's, or one waited on here for an ``ask``."""
@@ -378,13 +433,13 @@ class Supervisor(Actor):
         if self._closing and msg.parent_id is None:
             raise RuntimeClosed("the runtime is shutting down and starts no new runs")
         row = self._row(msg)
-        known = row["id"] in self._running or row["id"] in self._waiting or row["id"] in self._ready_ids
+        known = row["id"] in self._runs
         if row["queue"] is not None:
             # a named queue: its limit holds across processes, so its runs are claimed from the journal
             self._journal.tell(m.InsertRun(row, reply_to=reply_to))
             self._backlog = True
             self._claim()
-        elif len(self._running) < self._concurrency and not known and not self._closing:
+        elif self._executing < self._concurrency and not known and not self._closing:
             # a free slot: insert the run as already running and spawn its actor now; the
             # actor's loop starts once the journal has answered the insert
             row.update(state="running", attempt=1, started_at=row["created_at"], owner=self._owner)
@@ -477,22 +532,24 @@ class Supervisor(Actor):
         log.warning("runtime %s lost its lease: stopping its runs; they resume where another runtime takes them", self._owner)
         # a run still executing here is released only once its execution has ended (at its
         # next checkpoint): released earlier, this runtime could claim it back meanwhile
-        for run_id, control in self._running.items():
-            control.set(control.abandon)
-            self._abandoned.add(run_id)
-        for run_id in [*self._waiting, *self._ready_ids]:
-            self._journal.tell(m.ReleaseRun(run_id, self._owner))  # fenced: no-op if taken
-        self._waiting.clear()
+        for run in list(self._runs.values()):
+            if run.phase is Phase.EXECUTING:
+                assert run.control is not None
+                run.control.set(run.control.abandon)
+                if not run.abandoned:
+                    run.abandoned = True
+                    self._abandoned += 1
+            else:  # waiting or ready here: given up now
+                self._journal.tell(m.ReleaseRun(run.id, self._owner))  # fenced: no-op if taken
+                self._drop(run)
         self._ready.clear()
-        self._ready_ids.clear()
         self._backlog = True
 
-    def _release_if_abandoned(self, run_id: str) -> bool:
+    def _release_if_abandoned(self, run: LocalRun) -> bool:
         """Release a run whose execution stopped after a lost lease; True if it was one."""
-        if run_id not in self._abandoned:
+        if not run.abandoned:
             return False
-        self._abandoned.discard(run_id)
-        self._journal.tell(m.ReleaseRun(run_id, self._owner))
+        self._journal.tell(m.ReleaseRun(run.id, self._owner))
         self._backlog = True
         self._claim()
         return True
@@ -500,11 +557,13 @@ class Supervisor(Actor):
     def _external(self, changes: m.ExternalChanges) -> None:
         """Changes committed by any process (read by the registry's poll)."""
         for run_id in changes.cancelled:
-            control = self._running.get(run_id)
+            control = self._control(run_id)
             if control is not None:
                 control.set(control.cancel)
         for run_id in changes.ended:
-            self._waiting.pop(run_id, None)
+            run = self._runs.get(run_id)
+            if run is not None and run.phase is Phase.WAITING:
+                self._drop(run)
         for run_id, topic, event_id in changes.events:
             self.handle(m.EventArrived(run_id, topic, event_id))
 
@@ -526,7 +585,7 @@ class Supervisor(Actor):
 
     def _wait(self, run_id: str, wait: int, topic: str | None, wake_at: float | None, queue: str | None = None) -> None:
         """Keep a passivated run until its wait is met (a Wake, an event on ``topic``, or ``wake_at``)."""
-        self._waiting[run_id] = (wait, topic, queue)
+        self._runs[run_id] = LocalRun(run_id, Phase.WAITING, wait=wait, topic=topic, queue=queue)
         if wake_at is not None:
             ref, wake = self.actor_ref, m.Wake(run_id, wait)
             self._timers.call_at(wake_at, lambda: ref.tell(wake))
@@ -575,10 +634,12 @@ class Supervisor(Actor):
         The journal refuses later writes of the run (a terminal state never changes), and
         the flow, told through its control, stops at its next checkpoint.
         """
-        control = self._running.get(run_id)
-        if control is not None:
-            control.set(control.timed_out)
-        self._waiting.pop(run_id, None)  # a passivated run times out without waking up
+        run = self._runs.get(run_id)
+        if run is not None and run.phase is Phase.EXECUTING:
+            assert run.control is not None
+            run.control.set(run.control.timed_out)
+        elif run is not None and run.phase is Phase.WAITING:  # a passivated run times out without waking up
+            self._drop(run)
         error = RunTimedOut(f"run {run_id} exceeded its flow timeout", run_id=run_id)
         # fenced in the journal: a run that has ended meanwhile is left as it is
         self._journal.tell(m.FinishRun(run_id, "timed_out", now_iso(), error=self._codec.dump_error(error, run_id),
@@ -587,7 +648,7 @@ class Supervisor(Actor):
     # -- cancel -----------------------------------------------------------------------
 
     def _cancel(self, msg: m.CancelRun, reply_to: pykka.Future[Any]) -> None:
-        control = self._running.get(msg.run_id)
+        control = self._control(msg.run_id)
         if control is not None:  # lets the flow notice at once; the journal has the last word
             control.set(control.cancel)
         self._journal.tell(m.RequestCancel(msg.run_id, now_iso(), reply_to=reply_to, notify=self.actor_ref))
@@ -595,7 +656,7 @@ class Supervisor(Actor):
     # -- execution actors -------------------------------------------------------------
 
     def _admit(self, row: m.Row) -> None:
-        if self._closing or row["id"] in self._running or self._concurrency == 0:
+        if self._closing or self._control(row["id"]) is not None or self._concurrency == 0:
             return
         codec = self._codec.name
         if row.get("codec", codec) != codec:
@@ -605,29 +666,66 @@ class Supervisor(Actor):
                 row["id"], row.get("codec"), codec,
             )  # fmt: skip
             return
-        if len(self._running) < self._concurrency:
+        known = self._runs.get(row["id"])
+        if self._executing < self._concurrency:
+            if known is not None:
+                self._drop(known)
             self._spawn(row)
-        elif row["id"] not in self._ready_ids:
-            self._ready.append(row)
-            self._ready_ids.add(row["id"])
+        elif known is None or known.phase is not Phase.READY:
+            if known is not None:
+                self._drop(known)
+            self._runs[row["id"]] = LocalRun(row["id"], Phase.READY, row=row)
+            self._ready.append(row["id"])
             self.pressure.queued = len(self._ready)
 
     def _spawn(self, row: m.Row, inserted: pykka.Future[Any] | None = None) -> None:
         control = RunControl()
-        self._running[row["id"]] = control
+        self._runs[row["id"]] = LocalRun(row["id"], Phase.EXECUTING, control=control)
+        self._executing += 1
         Execution.start(row, self._links, control, inserted)
 
     def _fill(self) -> None:
         """Spawn queued runs while there are free slots."""
-        while self._ready and len(self._running) < self._concurrency and not self._closing:
-            row = self._ready.popleft()
-            self._ready_ids.discard(row["id"])
-            self._spawn(row)
+        while self._ready and self._executing < self._concurrency and not self._closing:
+            run = self._runs.pop(self._ready.popleft())
+            assert run.row is not None
+            self._spawn(run.row)
         self.pressure.queued = len(self._ready)
         self._check_drained()
 
+    # -- the local runs ---------------------------------------------------------------
+
+    def _control(self, run_id: str) -> RunControl | None:
+        """The control of a run executing here, or None."""
+        run = self._runs.get(run_id)
+        return run.control if run is not None and run.phase is Phase.EXECUTING else None
+
+    def _executing_runs(self) -> list[LocalRun]:
+        """The runs executing here."""
+        return [run for run in self._runs.values() if run.phase is Phase.EXECUTING]
+
+    def _controls(self) -> list[RunControl]:
+        """The controls of the runs executing here."""
+        return [run.control for run in self._executing_runs() if run.control is not None]
+
+    def _drop(self, run: LocalRun) -> None:
+        """Forget a run (its execution ended, its wait was met, it was given up)."""
+        if self._runs.get(run.id) is run:
+            del self._runs[run.id]
+        if run.phase is Phase.EXECUTING:
+            self._executing -= 1
+            if run.abandoned:
+                self._abandoned -= 1
+        elif run.phase is Phase.READY:
+            try:
+                self._ready.remove(run.id)
+            except ValueError:  # taken off the line already
+                pass
+            self.pressure.queued = len(self._ready)
+        run.phase = Phase.GONE
+
     def _check_drained(self) -> None:
-        if self._closing and not self._running:
+        if self._closing and not self._executing:
             for future in self._drained:
                 future.set(None)
             self._drained.clear()
