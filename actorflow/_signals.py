@@ -33,6 +33,8 @@ class Passivate(BaseException):
         waiting_for: what it waits for, shown in its status.
         topic: the event topic it waits for, if any.
         watermark: set once its ``waiting`` state is committed (event waits).
+        kind: the kind of wait (``actorflow.waits.WaitKind`` values, or ``"retry"`` for a
+            step's retry delay); recorded with the waiting state, it says how to resume.
     """
 
     def __init__(
@@ -42,8 +44,10 @@ class Passivate(BaseException):
         waiting_for: dict[str, Any],
         topic: str | None = None,
         watermark: int | None = None,
+        kind: str = "retry",
     ) -> None:
         super().__init__(wait)
+        self.kind = kind
         self.wait = wait
         self.wake_at = wake_at
         self.waiting_for = {"wait": wait, **waiting_for}

@@ -354,8 +354,8 @@ class Execution(Actor):
     def _begin_long_sleep(self, w: Wait, seq: int) -> None:
         """A long sleep: commit its wake-up time and the run's waiting state in one round trip, and passivate."""
         assert w.deadline is not None
-        wait = Passivate(seq, w.deadline, w.shown())
-        answer = self.call(m.Sleep, self.run_id, seq, now_iso(), iso(w.deadline), json.dumps(wait.waiting_for))
+        wait = Passivate(seq, w.deadline, w.shown(), kind=w.kind.value)
+        answer = self.call(m.Sleep, self.run_id, seq, now_iso(), iso(w.deadline), json.dumps(wait.waiting_for), w.kind.value)
         if answer[0] is WaitAnswer.WAITING:
             wait.watermark = answer[1]
             raise wait
@@ -376,7 +376,7 @@ class Execution(Actor):
         An event wait commits its ``waiting`` state here (with its topic, so an event that
         comes meanwhile is not missed); the others are committed as the flow unwinds.
         """
-        wait = Passivate(seq, w.deadline, w.shown(), topic=w.topic)
+        wait = Passivate(seq, w.deadline, w.shown(), topic=w.topic, kind=w.kind.value)
         if w.kind is not WaitKind.EVENT:
             raise wait
         status, watermark = self._set_waiting(wait)
@@ -491,7 +491,7 @@ class Execution(Actor):
         """Commit the run's ``waiting`` state for ``wait``; answers ``(what happened, watermark)``."""
         waiting_for = json.dumps(wait.waiting_for)
         wake = iso(wait.wake_at) if wait.wake_at else None
-        answer = self.ask(lambda r: m.SetWaiting(self.run_id, waiting_for, wake, now_iso(), wait.topic, reply_to=r))
+        answer = self.call(m.SetWaiting, self.run_id, waiting_for, wake, now_iso(), wait.topic, wait.wait, wait.kind)
         return answer[0], answer[1]
 
     def _next(self, name: str) -> tuple[int, m.Row | None]:

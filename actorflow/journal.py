@@ -403,10 +403,10 @@ class Journal(Actor):
         if not self._store.save_step({"run_id": msg.run_id, "seq": msg.seq, "name": StepKind.SLEEP, "state": "running",
                                       "attempts": 1, "started_at": msg.at, "retry_at": msg.wake_at}):  # fmt: skip
             return (WaitAnswer.GONE, 0), None, None
-        return self._set_waiting(m.SetWaiting(msg.run_id, msg.waiting_for, msg.wake_at, msg.at))
+        return self._set_waiting(m.SetWaiting(msg.run_id, msg.waiting_for, msg.wake_at, msg.at, None, msg.seq, msg.kind))
 
     def _set_waiting(self, msg: m.SetWaiting) -> _Outcome:
-        answer, watermark = self._store.set_waiting(msg.run_id, msg.waiting_for, msg.wake_at, msg.at, msg.topic)
+        answer, watermark = self._store.set_waiting(msg.run_id, msg.waiting_for, msg.wake_at, msg.at, msg.topic, msg.wait, msg.kind)
         if answer is not WaitAnswer.WAITING:
             return (answer, 0), None, None
         change = {"state": "waiting", "waiting_for": msg.waiting_for, "wake_at": msg.wake_at}

@@ -311,6 +311,7 @@ class Sleep:
     at: str
     wake_at: str
     waiting_for: str
+    kind: str = "sleep"
     reply_to: pykka.Future[Any] | None = None
 
 
@@ -427,6 +428,8 @@ class SetWaiting:
     wake_at: str | None
     at: str
     topic: str | None = None
+    wait: int | None = None
+    kind: str | None = None
     reply_to: pykka.Future[Any] | None = None
 
 

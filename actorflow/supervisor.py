@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import enum
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from .flows import check_arguments, flow_name, flow_timeout, run_options
 from .serialization import describe_unserializable, flow_reference
 from .steps import FlowThread
 from .timers import Timers
+from .waits import WaitKind
 
 __all__ = ["LocalRun", "Phase", "Pressure", "Settings", "Supervisor"]
 
@@ -602,14 +602,10 @@ class Supervisor(Actor):
                 assert due is not None
                 ref, reached = self.actor_ref, m.DeadlineReached(row["id"])
                 self._timers.call_at(due, lambda: ref.tell(reached))
-            try:
-                waiting_for = json.loads(row["waiting_for"])
-            except ValueError:
-                waiting_for = {}
-            if "sleep_until" in waiting_for and "wait" in waiting_for and row.get("wake_at"):
+            if row.get("wait_kind") == WaitKind.SLEEP.value and row.get("wait_seq") is not None and row.get("wake_at"):
                 wake_at = epoch(row["wake_at"])
                 assert wake_at is not None
-                self._wait(row["id"], int(waiting_for["wait"]), None, wake_at, row.get("queue"))
+                self._wait(row["id"], int(row["wait_seq"]), None, wake_at, row.get("queue"))
                 return
             if row.get("queue") is not None:  # resumes through its queue's limit
                 self._resume(row["id"], row["queue"])

@@ -156,10 +156,11 @@ class StoreContract:
         write(a, lambda: a.insert_run(run_row("r1", state="running", owner="rt_a", attempt=1)))
         write(a, lambda: a.insert_event("r1", "news", lambda eid: f"p{eid}", at(1)))
         assert write(a, lambda: a.set_waiting("r1", '{"event":"news"}', None, at(2), "news"))[0] is WaitAnswer.EVENT_READY
-        answer, watermark = write(a, lambda: a.set_waiting("r1", '{"sleep":1}', at(60), at(2), None))
+        answer, watermark = write(a, lambda: a.set_waiting("r1", '{"sleep":1}', at(60), at(2), None, 3, "sleep"))
         assert answer is WaitAnswer.WAITING and watermark >= 1
         row = a.get_run("r1")
         assert row is not None and row["state"] == "waiting" and row["wake_at"] == at(60)
+        assert (row["wait_seq"], row["wait_kind"]) == (3, "sleep")  # how a runtime taking it over resumes it
         assert write(a, lambda: a.set_waiting("r1", "{}", None, at(3), None))[0] is WaitAnswer.GONE  # not running
         write(a, lambda: a.insert_run(run_row("r2", state="running", owner="rt_a", attempt=1)))
         write(a, lambda: a.request_cancel("r2", at(4)))

@@ -63,6 +63,8 @@ class RunRow(TypedDict, total=False):
     detached: int
     waiting_for: str | None
     wake_at: str | None
+    wait_seq: int | None
+    wait_kind: str | None
     queue: str | None
     priority: int
     created_at: str
@@ -207,8 +209,13 @@ class Store(Protocol):
     def cancel_children(self, parent_id: str, at: str) -> list[tuple[str, str]]:
         """Cancel the unfinished, not detached descendants of a run; ``(run id, state after)`` of each."""
 
-    def set_waiting(self, run_id: str, waiting_for: str, wake_at: str | None, at: str, topic: str | None) -> tuple[WaitAnswer, int]:
-        """Make a running run ``waiting``; the answer, and the id of the newest event sent to it."""
+    def set_waiting(self, run_id: str, waiting_for: str, wake_at: str | None, at: str, topic: str | None,
+                    wait: int | None = None, kind: str | None = None) -> tuple[WaitAnswer, int]:  # fmt: skip
+        """Make a running run ``waiting``; the answer, and the id of the newest event sent to it.
+
+        ``wait`` (the waiting call's number) and ``kind`` (of wait) are recorded with it: a
+        runtime that takes the run over resumes it by them.
+        """
 
     def requeue(self, run_id: str, at: str) -> bool:
         """Make a waiting run of a named queue ``pending`` again (it waits for a slot)."""

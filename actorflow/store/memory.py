@@ -22,7 +22,7 @@ __all__ = ["MemoryError_", "MemoryStore"]
 _RUN_DEFAULTS: dict[str, Any] = {
     "flow_blob": None, "result": None, "error": None, "progress": None, "metadata": None, "parent_id": None,
     "idempotency_key": None, "attempt": 0, "flow_retries": 0, "recoveries": 0, "cancel_requested": 0, "owner": None,
-    "timeout": None, "deadline": None, "detached": 0, "waiting_for": None, "wake_at": None, "queue": None,
+    "timeout": None, "deadline": None, "detached": 0, "waiting_for": None, "wake_at": None, "wait_seq": None, "wait_kind": None, "queue": None,
     "priority": 0, "started_at": None, "completed_at": None, "updated_at": None,
 }  # fmt: skip
 _STEP_DEFAULTS: dict[str, Any] = {
@@ -155,7 +155,8 @@ class MemoryStore:
         run = self._t.runs.get(run_id)
         if run is None or run["state"] not in UNFINISHED_NAMES or run["owner"] not in (None, self.runtime):
             return None
-        run.update(state="running", attempt=run["attempt"] + 1, waiting_for=None, wake_at=None, started_at=at,
+        run.update(state="running", attempt=run["attempt"] + 1, waiting_for=None, wake_at=None, wait_seq=None, wait_kind=None,
+                   started_at=at,
                    owner=self.runtime, deadline=run["deadline"] or deadline, updated_at=at)  # fmt: skip
         self.add_event(run_id, at, "started", f'{{"attempt": {run["attempt"]}, "recoveries": {run["recoveries"]}}}')
         return dict(run), self.steps(run_id)  # type: ignore[return-value]  # a copy of the stored dict is the row
@@ -232,7 +233,8 @@ class MemoryStore:
                 out.append((run["id"], run["state"]))
         return out
 
-    def set_waiting(self, run_id: str, waiting_for: str, wake_at: str | None, at: str, topic: str | None) -> tuple[WaitAnswer, int]:
+    def set_waiting(self, run_id: str, waiting_for: str, wake_at: str | None, at: str, topic: str | None,
+                    wait: int | None = None, kind: str | None = None) -> tuple[WaitAnswer, int]:  # fmt: skip
         """Make a running run ``waiting`` (unless an event it waits for has come, or it was cancelled)."""
         t = self._t
         if topic is not None and any(
@@ -244,7 +246,7 @@ class MemoryStore:
             return WaitAnswer.GONE, 0
         if run["cancel_requested"]:
             return WaitAnswer.CANCEL_REQUESTED, 0
-        run.update(state="waiting", waiting_for=waiting_for, wake_at=wake_at, updated_at=at)
+        run.update(state="waiting", waiting_for=waiting_for, wake_at=wake_at, wait_seq=wait, wait_kind=kind, updated_at=at)
         self.add_event(run_id, at, "waiting", waiting_for)
         return WaitAnswer.WAITING, max((i for i, e in t.messages.items() if e["run_id"] == run_id), default=0)
 
@@ -253,7 +255,7 @@ class MemoryStore:
         run = self._t.runs.get(run_id)
         if run is None or run["state"] != "waiting" or run["owner"] != self.runtime:
             return False
-        run.update(state="pending", owner=None, waiting_for=None, wake_at=None, updated_at=at)
+        run.update(state="pending", owner=None, waiting_for=None, wake_at=None, wait_seq=None, wait_kind=None, updated_at=at)
         self.add_event(run_id, at, "requeued")
         return True
 

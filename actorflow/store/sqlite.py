@@ -319,6 +319,8 @@ def _create_schema(conn: sqlite3.Connection, path: str, key_check: str | None) -
             "deadline": str,
             "detached": int,
             "waiting_for": str,
+            "wait_seq": int,
+            "wait_kind": str,
             "wake_at": str,
             "queue": str,
             "priority": int,
@@ -348,8 +350,10 @@ def _create_schema(conn: sqlite3.Connection, path: str, key_check: str | None) -
         pk="id",
         if_not_exists=True,
     )
-    if "slots" not in {column.name for column in db.table("runtimes").columns}:  # a journal from before the column
-        conn.execute("ALTER TABLE runtimes ADD COLUMN slots INTEGER")
+    # columns added after schema 2 first shipped: a journal made before gets them
+    for table, column, kind in (("runtimes", "slots", "INTEGER"), ("runs", "wait_seq", "INTEGER"), ("runs", "wait_kind", "TEXT")):
+        if column not in {c.name for c in db.table(table).columns}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     # the change feed's tables: an id is never reused after a purge (other processes read
     # them from the last id they have seen). events, written with every run's start and end,
     # does without AUTOINCREMENT (which writes its counter's page at each insert): a purge
@@ -686,7 +690,7 @@ class SQLiteStore:
         """Start a run for this runtime: the fence keeps a run another runtime holds."""
         row = self._one(
             "UPDATE runs SET state='running', attempt=attempt+1, "
-            "waiting_for=NULL, wake_at=NULL, "
+            "waiting_for=NULL, wake_at=NULL, wait_seq=NULL, wait_kind=NULL, "
             "started_at=?, owner=?, deadline=COALESCE(deadline, ?), updated_at=? "
             f"WHERE id=? AND state IN {_UNFINISHED_SQL} AND (owner IS NULL OR owner=?) RETURNING *",
             (at, self.runtime, deadline, at, run_id, self.runtime),
@@ -765,7 +769,8 @@ class SQLiteStore:
                 self.add_event(run_id, at, "cancelled")
         return [(str(r), str(s)) for r, s in rows]
 
-    def set_waiting(self, run_id: str, waiting_for: str, wake_at: str | None, at: str, topic: str | None) -> tuple[WaitAnswer, int]:
+    def set_waiting(self, run_id: str, waiting_for: str, wake_at: str | None, at: str, topic: str | None,
+                    wait: int | None = None, kind: str | None = None) -> tuple[WaitAnswer, int]:  # fmt: skip
         """Make a running run ``waiting``."""
         conn = self.conn
         if topic is not None and conn.execute(
@@ -773,9 +778,9 @@ class SQLiteStore:
         ).fetchone():
             return WaitAnswer.EVENT_READY, 0  # it came meanwhile: the run takes it instead
         cur = conn.execute(
-            "UPDATE runs SET state='waiting', waiting_for=?, wake_at=?, updated_at=? "
+            "UPDATE runs SET state='waiting', waiting_for=?, wake_at=?, wait_seq=?, wait_kind=?, updated_at=? "
             "WHERE id=? AND state='running' AND cancel_requested=0 AND owner=?",
-            (waiting_for, wake_at, at, run_id, self.runtime),
+            (waiting_for, wake_at, wait, kind, at, run_id, self.runtime),
         )
         if cur.rowcount == 0:
             row = conn.execute("SELECT state, cancel_requested, owner FROM runs WHERE id=?", (run_id,)).fetchone()
@@ -789,7 +794,8 @@ class SQLiteStore:
     def requeue(self, run_id: str, at: str) -> bool:
         """A waiting run of a named queue waits for a slot again, as ``pending``."""
         cur = self.conn.execute(
-            "UPDATE runs SET state='pending', owner=NULL, waiting_for=NULL, wake_at=NULL, updated_at=? "
+            "UPDATE runs SET state='pending', owner=NULL, waiting_for=NULL, wake_at=NULL, wait_seq=NULL, wait_kind=NULL, "
+            "updated_at=? "
             "WHERE id=? AND state='waiting' AND owner=?",
             (at, run_id, self.runtime),
         )
