@@ -120,6 +120,16 @@ def test_a_paused_process_loses_its_runs_and_its_writes_are_refused(tmp_path: Pa
         assert taken.is_set(), "the paused runtime's runs were never taken over"
         stale.send_signal(signal.SIGCONT)
         assert [r.result(timeout=120) for r in runs] == [sum(i * 10 + k for k in range(5)) for i in range(20)]
+        # the resumed runtime finds at its next renewal that its lease is gone, and takes part
+        # again with a fresh one (its row, deleted by the taker, comes back): then stop it
+        back = threading.Event()
+        for _ in range(1000):
+            with sqlite3.connect(journal) as conn:
+                if conn.execute("SELECT 1 FROM runtimes WHERE id=?", (stale_id,)).fetchone():
+                    back.set()
+                    break
+            back.wait(0.01)
+        assert back.is_set(), "the resumed runtime never found out that it had lost its lease"
         stale_err = stop_worker(stale)
         stop_worker(taker)
     assert "lost its lease" in stale_err
