@@ -136,12 +136,16 @@ class JournalView:
         with self._lock:
             return self._read().count_by_state()
 
-    def events(self, run_id: str) -> str:
-        """The state transitions of a run, as a table."""
+    def history(self, run_id: str) -> str:
+        """The run's history (state transitions, failed step attempts, flow retries), as a table."""
         self._row(run_id)
         with self._lock:
             rows = self._read().history(run_id)
         return format_table(("at", "event", "detail"), [(a, k, d or "") for a, k, d in rows])
+
+    def events(self, run_id: str) -> str:
+        """The same as :meth:`history` (its earlier name)."""
+        return self.history(run_id)
 
     def close(self) -> None:
         """Close the read connection; the view answers no more calls (calling it again does nothing)."""

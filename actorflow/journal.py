@@ -345,7 +345,7 @@ class Journal(Actor):
                             "attempts": msg.attempt, "retry_at": msg.retry_at}):  # fmt: skip
             detail = {"seq": msg.seq, "step": msg.name, "attempt": msg.attempt, "error": msg.summary,
                       "retry_in": msg.retry_in, "retry_at": msg.retry_at}  # fmt: skip
-            store.add_event(msg.run_id, msg.at, "step_retry", json.dumps(detail))
+            store.add_history(msg.run_id, msg.at, "step_retry", json.dumps(detail))
         return None, None, None
 
     def _save_step(self, msg: m.SaveStep) -> _Outcome:
@@ -353,7 +353,7 @@ class Journal(Actor):
         saved = store.put_step(msg.run_id, msg.seq, msg.name, msg.state, msg.result, msg.error, msg.attempts, msg.started_at,
                                msg.at)  # fmt: skip
         if saved and msg.state == "failed":
-            store.add_event(msg.run_id, msg.at, "step_failed", json.dumps({"seq": msg.seq, "step": msg.name, "attempts": msg.attempts}))
+            store.add_history(msg.run_id, msg.at, "step_failed", json.dumps({"seq": msg.seq, "step": msg.name, "attempts": msg.attempts}))
         return saved, None, None
 
     def _retry_run(self, msg: m.RetryRun) -> _Outcome:

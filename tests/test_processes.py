@@ -90,7 +90,7 @@ def test_a_killed_process_s_runs_finish_in_the_others(tmp_path: Path) -> None:
     after = [line.split()[0] for line in Path(log).read_text().splitlines()[offset:]]
     assert [s for s in after if s in done_at_kill] == [], "a committed step ran again"
     with sqlite3.connect(journal) as conn:
-        taken = {r for (r,) in conn.execute("SELECT run_id FROM events WHERE kind='taken_over'")}
+        taken = {r for (r,) in conn.execute("SELECT run_id FROM history WHERE kind='taken_over'")}
     assert taken, "the victim held runs when it was killed: another process took them over"
     final = owners(journal)
     assert all(final[r] != victim_id for r in taken), "the runs taken over were finished by the others"
@@ -113,7 +113,7 @@ def test_a_paused_process_loses_its_runs_and_its_writes_are_refused(tmp_path: Pa
         taken = threading.Event()
         for _ in range(600):
             with sqlite3.connect(journal) as conn:
-                if conn.execute("SELECT count(*) FROM events WHERE kind='taken_over'").fetchone()[0]:
+                if conn.execute("SELECT count(*) FROM history WHERE kind='taken_over'").fetchone()[0]:
                     taken.set()
                     break
             taken.wait(0.01)
@@ -212,7 +212,7 @@ def test_runs_resuming_from_a_wait_respect_their_queue_limit(db_path: str, tmp_p
         peak = max(peak, running)
     assert peak == 1
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT count(*) FROM events WHERE kind='requeued'").fetchone()[0] >= 1
+        assert conn.execute("SELECT count(*) FROM history WHERE kind='requeued'").fetchone()[0] >= 1
 
 
 def test_a_lone_runtime_that_lost_its_lease_finishes_its_runs(tmp_path: Path) -> None:

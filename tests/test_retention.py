@@ -14,7 +14,7 @@ from tests.flows import arrived
 
 def counts(path: str) -> dict[str, int]:
     with sqlite3.connect(path) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("runs", "steps", "events", "chunks")}
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("runs", "steps", "history", "chunks")}
 
 
 def test_purge_removes_finished_runs_with_their_children_and_nothing_else(rt: actorflow.Runtime) -> None:
@@ -31,7 +31,7 @@ def test_purge_removes_finished_runs_with_their_children_and_nothing_else(rt: ac
         rt.status(failed.id)
     assert rt.purge() == 5  # the parent, its 3 children, the streaming run
     assert [s.id for s in rt.list_runs()] == [waiting.id]  # unfinished runs are never purged
-    assert counts(rt.path) == {"runs": 1, "steps": 1, "events": 2, "chunks": 0}
+    assert counts(rt.path) == {"runs": 1, "steps": 1, "history": 2, "chunks": 0}
     with pytest.raises(ValueError):
         rt.purge(states=["running"])
     waiting.send("later", "ok")
@@ -45,7 +45,7 @@ def test_event_ids_go_on_after_a_purge_so_other_processes_miss_no_end(db_path: s
         first = rt.start(flows.add, 1, 1)
         assert client.get_run(first.id).result(timeout=10) == 2  # seen through the client's feed
         with sqlite3.connect(db_path) as conn:
-            seen = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+            seen = conn.execute("SELECT max(seq) FROM history").fetchone()[0]
         assert rt.purge() == 1
         second = rt.start(flows.hold, "after-purge", "late")
         assert arrived("after-purge").wait(10)
@@ -56,7 +56,7 @@ def test_event_ids_go_on_after_a_purge_so_other_processes_miss_no_end(db_path: s
         waiter.join(timeout=15)
         assert results == ["late"]  # the client noticed the end through the feed
         with sqlite3.connect(db_path) as conn:
-            ids = [r[0] for r in conn.execute("SELECT seq FROM events WHERE run_id=?", (second.id,))]
+            ids = [r[0] for r in conn.execute("SELECT seq FROM history WHERE run_id=?", (second.id,))]
         assert ids and min(ids) > seen
 
 

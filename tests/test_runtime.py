@@ -372,7 +372,7 @@ def test_events_table_records_each_transition(rt: actorflow.Runtime) -> None:
     with actorflow.inspect(rt.path) as view:
         table = view.events(run.id)
     with sqlite3.connect(rt.path) as conn:
-        kinds = [k for (k,) in conn.execute("SELECT kind FROM events WHERE run_id=? ORDER BY seq", (run.id,))]
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM history WHERE run_id=? ORDER BY seq", (run.id,))]
     assert kinds == ["created", "started", "completed"]
     assert "completed" in table
 

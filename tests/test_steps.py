@@ -86,7 +86,7 @@ def test_retries_record_each_attempt_and_its_error(rt: actorflow.Runtime) -> Non
         events = view.events(run.id)
     with sqlite3.connect(rt.path) as conn:
         details = [json.loads(d) for (d,) in conn.execute(
-            "SELECT detail FROM events WHERE run_id=? AND kind='step_retry' ORDER BY seq", (run.id,))]  # fmt: skip
+            "SELECT detail FROM history WHERE run_id=? AND kind='step_retry' ORDER BY seq", (run.id,))]  # fmt: skip
     assert [(d["attempt"], d["error"], d["retry_in"]) for d in details] == [
         (1, "ConnectionError: flaky failure 1", 0.001),
         (2, "ConnectionError: flaky failure 2", 0.002),
@@ -143,7 +143,7 @@ def test_retryable_error_retry_after_overrides_the_delay(rt: actorflow.Runtime) 
     run = rt.start(flows.uses_retry_after, "after")
     assert run.result(timeout=10) == "second try"  # the policy's 30 s would time the test out
     with sqlite3.connect(rt.path) as conn:
-        (detail,) = conn.execute("SELECT detail FROM events WHERE run_id=? AND kind='step_retry'", (run.id,)).fetchone()
+        (detail,) = conn.execute("SELECT detail FROM history WHERE run_id=? AND kind='step_retry'", (run.id,)).fetchone()
     assert json.loads(detail)["retry_in"] == 0.01
 
 
@@ -176,7 +176,7 @@ def test_flow_retry_replays_completed_steps(rt: actorflow.Runtime) -> None:
     assert calls["double"] == 1 and calls["flow-retry"] == 3
     assert run.status().attempt == 3
     with sqlite3.connect(rt.path) as conn:
-        kinds = [k for (k,) in conn.execute("SELECT kind FROM events WHERE run_id=? ORDER BY seq", (run.id,))]
+        kinds = [k for (k,) in conn.execute("SELECT kind FROM history WHERE run_id=? ORDER BY seq", (run.id,))]
     assert kinds.count("retry") == 2
 
 

@@ -76,3 +76,18 @@ def test_a_journal_from_before_the_slots_column_gets_it(tmp_path: Path) -> None:
     store.commit()
     assert store.executors(2.0, "rt_other") == 1
     store.close()
+
+
+def test_a_journal_with_the_tables_first_named_events_and_messages_is_renamed_at_open(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = str(tmp_path / "old-names.db")
+    connect(path, busy_timeout=5.0).close()
+    with sqlite3.connect(path) as conn:  # as schema 2 first shipped: events = history, messages = sent events
+        conn.execute("ALTER TABLE events RENAME TO messages")
+        conn.execute("ALTER TABLE history RENAME TO events")
+        conn.execute("INSERT INTO events (run_id, at, kind, detail) VALUES ('r', 'at', 'created', NULL)")
+    store = SQLiteStore(connect(path, busy_timeout=5.0), "rt_a", path)
+    assert store.history("r") == [("at", "created", None)]
+    assert {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= {"history", "events"}
+    store.close()

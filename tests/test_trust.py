@@ -212,7 +212,7 @@ def test_a_tampered_event_is_never_handed_to_the_flow(db_path: str, marker: Path
     with actorflow.Runtime(db_path, concurrency=0) as client:
         run_id = client.start(flows.collect_events, "news", 1).id
         client.send(run_id, "news", "the real news")
-    sql(db_path, "UPDATE messages SET payload=? WHERE run_id=?", planted(marker), run_id)
+    sql(db_path, "UPDATE events SET payload=? WHERE run_id=?", planted(marker), run_id)
     with actorflow.Runtime(db_path) as rt:
         with pytest.raises(actorflow.RunFailed) as info:
             rt.result(run_id, timeout=10)
@@ -537,7 +537,7 @@ def test_a_copied_event_is_not_delivered_twice(db_path: str) -> None:
     with actorflow.Runtime(db_path, concurrency=0) as client:
         run_id = client.start(flows.collect_events, "approval", 2).id
         client.send(run_id, "approval", "alice")
-    sql(db_path, "INSERT INTO messages (run_id, topic, payload, sent_at) SELECT run_id, topic, payload, sent_at FROM messages")
+    sql(db_path, "INSERT INTO events (run_id, topic, payload, sent_at) SELECT run_id, topic, payload, sent_at FROM events")
     with actorflow.Runtime(db_path) as rt:
         with pytest.raises(actorflow.RunFailed) as info:
             rt.result(run_id, timeout=10)

@@ -233,7 +233,7 @@ class Store(Protocol):
                  retry_at: str | None = None) -> bool:  # fmt: skip
         """:meth:`save_step` with the columns as arguments."""
 
-    def add_event(self, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
+    def add_history(self, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
         """Append to a run's history (the ``events`` table)."""
 
     # -- events, hooks, streams --------------------------------------------------------

@@ -125,7 +125,7 @@ class MemoryStore:
             return None
         return run
 
-    def add_event(self, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
+    def add_history(self, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
         """Append to a run's history."""
         self._t.history_seq += 1
         self._t.history.append((self._t.history_seq, run_id, at, kind, detail))
@@ -145,9 +145,9 @@ class MemoryStore:
         stored = {**_RUN_DEFAULTS, **{k: row[k] for k in RUN_INSERT_COLUMNS}}  # type: ignore[literal-required]  # the insert's columns
         t.runs[row["id"]] = stored
         detail = f'{{"parent_id": "{row["parent_id"]}"}}' if row.get("parent_id") else None
-        self.add_event(row["id"], row["created_at"], "created", detail)
+        self.add_history(row["id"], row["created_at"], "created", detail)
         if row["state"] == "running":
-            self.add_event(row["id"], row["created_at"], "started", '{"attempt":1}')
+            self.add_history(row["id"], row["created_at"], "started", '{"attempt":1}')
         return None
 
     def claim_run(self, run_id: str, at: str, deadline: str | None) -> tuple[RunRow, list[StepRow]] | None:
@@ -158,7 +158,7 @@ class MemoryStore:
         run.update(state="running", attempt=run["attempt"] + 1, waiting_for=None, wake_at=None, wait_seq=None, wait_kind=None,
                    started_at=at,
                    owner=self.runtime, deadline=run["deadline"] or deadline, updated_at=at)  # fmt: skip
-        self.add_event(run_id, at, "started", f'{{"attempt": {run["attempt"]}, "recoveries": {run["recoveries"]}}}')
+        self.add_history(run_id, at, "started", f'{{"attempt": {run["attempt"]}, "recoveries": {run["recoveries"]}}}')
         return dict(run), self.steps(run_id)  # type: ignore[return-value]  # a copy of the stored dict is the row
 
     def finish_run(self, run_id: str, state: str, at: str, result: Any, error: str | None) -> RunRow | None:
@@ -171,7 +171,7 @@ class MemoryStore:
         else:
             run.update(state=state, result=result, error=error)
         run.update(completed_at=at, updated_at=at)
-        self.add_event(run_id, at, run["state"])
+        self.add_history(run_id, at, run["state"])
         return dict(run)  # type: ignore[return-value]  # a copy of the stored dict is the row
 
     def retry_run(self, run_id: str, at: str, summary: str, delay: float) -> int | None:
@@ -182,7 +182,7 @@ class MemoryStore:
         run.update(attempt=run["attempt"] + 1, flow_retries=run["flow_retries"] + 1, updated_at=at)
         for key in [k for k, s in self._t.steps.items() if k[0] == run_id and s["state"] != "completed"]:
             del self._t.steps[key]
-        self.add_event(run_id, at, "retry", json.dumps({"attempt": run["attempt"], "error": summary, "delay": delay}))
+        self.add_history(run_id, at, "retry", json.dumps({"attempt": run["attempt"], "error": summary, "delay": delay}))
         return int(run["attempt"])
 
     def release_run(self, run_id: str, runtime: str) -> None:
@@ -207,10 +207,10 @@ class MemoryStore:
         if run["state"] not in UNFINISHED_NAMES or run["cancel_requested"]:
             return None
         run.update(cancel_requested=1, updated_at=at)
-        self.add_event(run_id, at, "cancel_requested")
+        self.add_history(run_id, at, "cancel_requested")
         if run["state"] in CANCELLED_AT_ONCE:
             run.update(state="cancelled", completed_at=at)
-            self.add_event(run_id, at, "cancelled")
+            self.add_history(run_id, at, "cancelled")
         return dict(run)  # type: ignore[return-value]  # a copy of the stored dict is the row
 
     def cancel_children(self, parent_id: str, at: str) -> list[tuple[str, str]]:
@@ -226,10 +226,10 @@ class MemoryStore:
                 if run["state"] not in UNFINISHED_NAMES:
                     continue
                 run.update(cancel_requested=1, updated_at=at)
-                self.add_event(run["id"], at, "cancel_requested", f'{{"by": "{parent_id}"}}')
+                self.add_history(run["id"], at, "cancel_requested", f'{{"by": "{parent_id}"}}')
                 if run["state"] in CANCELLED_AT_ONCE:
                     run.update(state="cancelled", completed_at=at)
-                    self.add_event(run["id"], at, "cancelled")
+                    self.add_history(run["id"], at, "cancelled")
                 out.append((run["id"], run["state"]))
         return out
 
@@ -247,7 +247,7 @@ class MemoryStore:
         if run["cancel_requested"]:
             return WaitAnswer.CANCEL_REQUESTED, 0
         run.update(state="waiting", waiting_for=waiting_for, wake_at=wake_at, wait_seq=wait, wait_kind=kind, updated_at=at)
-        self.add_event(run_id, at, "waiting", waiting_for)
+        self.add_history(run_id, at, "waiting", waiting_for)
         return WaitAnswer.WAITING, max((i for i, e in t.messages.items() if e["run_id"] == run_id), default=0)
 
     def requeue(self, run_id: str, at: str) -> bool:
@@ -256,7 +256,7 @@ class MemoryStore:
         if run is None or run["state"] != "waiting" or run["owner"] != self.runtime:
             return False
         run.update(state="pending", owner=None, waiting_for=None, wake_at=None, wait_seq=None, wait_kind=None, updated_at=at)
-        self.add_event(run_id, at, "requeued")
+        self.add_history(run_id, at, "requeued")
         return True
 
     # -- steps -------------------------------------------------------------------------
@@ -453,7 +453,7 @@ class MemoryStore:
                     busy[queue] += 1
         for run in claimed:
             if run["state"] != "pending":
-                self.add_event(run["id"], at, "taken_over", f'{{"by": "{self.runtime}"}}')
+                self.add_history(run["id"], at, "taken_over", f'{{"by": "{self.runtime}"}}')
         return [dict(r) for r in claimed]  # type: ignore[misc]  # copies of the stored dicts are the rows
 
     def release_all(self, keep_lease: bool) -> int:

@@ -4,11 +4,11 @@ Tables, readable with the ``sqlite3`` shell:
 
 ``runs``
     one row per run: flow, arguments, state, result or error, progress, timestamps.
-``events``
-    an append-only history of every state transition of every run, and of every failed
+``history``
+    an append-only log of every state transition of every run, and of every failed
     attempt of a step.
-``messages``
-    events sent to runs (``rt.send``, ``rt.resume_hook``) and which call took each.
+``events``
+    the events sent to runs (``rt.send``, ``rt.resume_hook``) and which call took each.
 ``hooks``
     hook tokens and the runs holding them.
 ``chunks``
@@ -294,6 +294,11 @@ def _create_schema(conn: sqlite3.Connection, path: str, key_check: str | None) -
                 f"the journal {path!r} is signed with another key than this runtime's; open it with the key it was "
                 f"created with (Runtime(secret=...), $ACTORFLOW_SECRET, or its key file {path + '.key'!r})"
             )
+    # schema 2 as first shipped called the history "events" and the sent events "messages"
+    names = set(db.table_names())
+    if "messages" in names and "history" not in names:
+        conn.execute("ALTER TABLE events RENAME TO history")
+        conn.execute("ALTER TABLE messages RENAME TO events")
     db.table("runs").create(
         {
             "id": str,
@@ -355,19 +360,19 @@ def _create_schema(conn: sqlite3.Connection, path: str, key_check: str | None) -
         if column not in {c.name for c in db.table(table).columns}:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     # the change feed's tables: an id is never reused after a purge (other processes read
-    # them from the last id they have seen). events, written with every run's start and end,
+    # them from the last id they have seen). history, written with every run's start and end,
     # does without AUTOINCREMENT (which writes its counter's page at each insert): a purge
     # keeps its newest row, so a new id is always above every id seen
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS history (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
         "at TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT)"
     )
-    db.table("events").create_index(["run_id"], if_not_exists=True)
+    db.table("history").create_index(["run_id"], if_not_exists=True)
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
+        "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
         "topic TEXT NOT NULL, payload TEXT, sent_at TEXT NOT NULL, taken_seq INTEGER, taken_at TEXT)"
     )
-    db.table("messages").create_index(["run_id", "topic", "taken_seq"], if_not_exists=True)
+    db.table("events").create_index(["run_id", "topic", "taken_seq"], if_not_exists=True)
     db.table("hooks").create({"token": str, "run_id": str, "created_at": str}, pk="token", not_null={"run_id"}, if_not_exists=True)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
@@ -530,8 +535,8 @@ _INSERT_RUN = (
     "ON CONFLICT DO NOTHING"
 )
 _run_values = operator.itemgetter(*_RUN_COLUMNS)
-_INSERT_EVENT = "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)"
-_INSERT_TWO_EVENTS = "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
+_INSERT_EVENT = "INSERT INTO history (run_id, at, kind, detail) VALUES (?, ?, ?, ?)"
+_INSERT_TWO_EVENTS = "INSERT INTO history (run_id, at, kind, detail) VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
 _UPSERT_STEP = (
     "INSERT INTO steps (run_id, seq, name, state, result, error, attempts, started_at, completed_at, retry_at) "
     "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
@@ -697,7 +702,7 @@ class SQLiteStore:
         )
         if row is None:
             return None
-        self.add_event(run_id, at, "started", json.dumps({"attempt": row["attempt"], "recoveries": row["recoveries"]}))
+        self.add_history(run_id, at, "started", json.dumps({"attempt": row["attempt"], "recoveries": row["recoveries"]}))
         return cast(RunRow, row), self.steps(run_id)
 
     def finish_run(self, run_id: str, state: str, at: str, result: Any, error: str | None) -> RunRow | None:
@@ -727,7 +732,7 @@ class SQLiteStore:
             return None
         # the new attempt runs the failed calls again; completed ones are replayed
         self.conn.execute("DELETE FROM steps WHERE run_id=? AND state!='completed'", (run_id,))
-        self.add_event(run_id, at, "retry", json.dumps({"attempt": row["attempt"], "error": summary, "delay": delay}))
+        self.add_history(run_id, at, "retry", json.dumps({"attempt": row["attempt"], "error": summary, "delay": delay}))
         return int(row["attempt"])
 
     def release_run(self, run_id: str, runtime: str) -> None:
@@ -755,18 +760,18 @@ class SQLiteStore:
             if self.conn.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is None:
                 raise RunNotFound(run_id)
             return None
-        self.add_event(run_id, at, "cancel_requested")
+        self.add_history(run_id, at, "cancel_requested")
         if row["state"] == "cancelled":
-            self.add_event(run_id, at, "cancelled")
+            self.add_history(run_id, at, "cancelled")
         return cast(RunRow, row)
 
     def cancel_children(self, parent_id: str, at: str) -> list[tuple[str, str]]:
         """Cancel the unfinished, not detached descendants of ``parent_id``."""
         rows = self.conn.execute(_CANCEL_CHILDREN, {"at": at, "parent": parent_id}).fetchall()
         for run_id, state in rows:
-            self.add_event(run_id, at, "cancel_requested", json.dumps({"by": parent_id}))
+            self.add_history(run_id, at, "cancel_requested", json.dumps({"by": parent_id}))
             if state == "cancelled":
-                self.add_event(run_id, at, "cancelled")
+                self.add_history(run_id, at, "cancelled")
         return [(str(r), str(s)) for r, s in rows]
 
     def set_waiting(self, run_id: str, waiting_for: str, wake_at: str | None, at: str, topic: str | None,
@@ -774,7 +779,7 @@ class SQLiteStore:
         """Make a running run ``waiting``."""
         conn = self.conn
         if topic is not None and conn.execute(
-            "SELECT 1 FROM messages WHERE run_id=? AND topic=? AND taken_seq IS NULL LIMIT 1", (run_id, topic)
+            "SELECT 1 FROM events WHERE run_id=? AND topic=? AND taken_seq IS NULL LIMIT 1", (run_id, topic)
         ).fetchone():
             return WaitAnswer.EVENT_READY, 0  # it came meanwhile: the run takes it instead
         cur = conn.execute(
@@ -787,8 +792,8 @@ class SQLiteStore:
             if row is not None and row[0] == "running" and row[1] and row[2] == self.runtime:
                 return WaitAnswer.CANCEL_REQUESTED, 0
             return WaitAnswer.GONE, 0
-        self.add_event(run_id, at, "waiting", waiting_for)
-        watermark = conn.execute("SELECT COALESCE(max(id), 0) FROM messages WHERE run_id=?", (run_id,)).fetchone()[0]
+        self.add_history(run_id, at, "waiting", waiting_for)
+        watermark = conn.execute("SELECT COALESCE(max(id), 0) FROM events WHERE run_id=?", (run_id,)).fetchone()[0]
         return WaitAnswer.WAITING, int(watermark)
 
     def requeue(self, run_id: str, at: str) -> bool:
@@ -800,7 +805,7 @@ class SQLiteStore:
             (at, run_id, self.runtime),
         )
         if cur.rowcount:
-            self.add_event(run_id, at, "requeued")
+            self.add_history(run_id, at, "requeued")
             return True
         return False
 
@@ -821,7 +826,7 @@ class SQLiteStore:
         )
         return cur.rowcount > 0
 
-    def add_event(self, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
+    def add_history(self, run_id: str, at: str, kind: str, detail: str | None = None) -> None:
         """Append to a run's history."""
         self.conn.execute(_INSERT_EVENT, (run_id, at, kind, detail))
 
@@ -849,16 +854,16 @@ class SQLiteStore:
     def insert_event(self, run_id: str, topic: str, payload: Callable[[int], Any], at: str) -> int:
         """Queue an event for a run; ``payload(event_id)`` gives the stored payload (signed with its id)."""
         cur = self.conn.execute(
-            "INSERT INTO messages (run_id, topic, payload, sent_at) VALUES (?, ?, NULL, ?)", (run_id, topic, at)
+            "INSERT INTO events (run_id, topic, payload, sent_at) VALUES (?, ?, NULL, ?)", (run_id, topic, at)
         )
         event_id = int(cur.lastrowid or 0)
-        self.conn.execute("UPDATE messages SET payload=? WHERE id=?", (payload(event_id), event_id))
+        self.conn.execute("UPDATE events SET payload=? WHERE id=?", (payload(event_id), event_id))
         return event_id
 
     def take_event(self, run_id: str, topic: str, seq: int, at: str) -> tuple[int, Any] | None:
         """Mark the oldest queued event of ``topic`` as taken by step ``seq``; ``(event id, payload)`` or None."""
         row = self.conn.execute(
-            "UPDATE messages SET taken_seq=?, taken_at=? WHERE id=(SELECT id FROM messages "
+            "UPDATE events SET taken_seq=?, taken_at=? WHERE id=(SELECT id FROM events "
             "WHERE run_id=? AND topic=? AND taken_seq IS NULL ORDER BY id LIMIT 1) RETURNING id, payload",
             (seq, at, run_id, topic),
         ).fetchone()
@@ -919,10 +924,10 @@ class SQLiteStore:
             f") SELECT id FROM tree WHERE id IN (SELECT id FROM runs WHERE state IN {_TERMINAL_SQL})",
             (*states, before),
         )
-        for table in ("steps", "messages", "chunks", "hooks"):
+        for table in ("steps", "events", "chunks", "hooks"):
             conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM doomed)")
         # the newest history entry stays (see the schema): ids go on from it
-        conn.execute("DELETE FROM events WHERE run_id IN (SELECT id FROM doomed) AND seq < (SELECT max(seq) FROM events)")
+        conn.execute("DELETE FROM history WHERE run_id IN (SELECT id FROM doomed) AND seq < (SELECT max(seq) FROM history)")
         deleted = conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM doomed)").rowcount
         conn.execute("DELETE FROM doomed")
         return int(deleted)
@@ -1030,7 +1035,7 @@ class SQLiteStore:
                         busy[queue] += 1
         for row in claimed:
             if row["state"] != "pending":
-                self.add_event(row["id"], at, "taken_over", json.dumps({"by": self.runtime}))
+                self.add_history(row["id"], at, "taken_over", json.dumps({"by": self.runtime}))
         return cast(list[RunRow], claimed)
 
     def release_all(self, keep_lease: bool) -> int:
@@ -1099,7 +1104,7 @@ class SQLiteStore:
 
     def history(self, run_id: str) -> list[tuple[str, str, str | None]]:
         """The ``(at, kind, detail)`` entries of a run's history, oldest first."""
-        return [(r[0], r[1], r[2]) for r in self.conn.execute("SELECT at, kind, detail FROM events WHERE run_id=? ORDER BY seq", (run_id,))]
+        return [(r[0], r[1], r[2]) for r in self.conn.execute("SELECT at, kind, detail FROM history WHERE run_id=? ORDER BY seq", (run_id,))]
 
     def key_check(self) -> str | None:
         """The fingerprint of the journal's key, if recorded."""
@@ -1110,8 +1115,8 @@ class SQLiteStore:
         """Where the change feed stands now."""
         conn = self.conn
         return (
-            int(conn.execute("SELECT COALESCE(max(seq), 0) FROM events").fetchone()[0]),
-            int(conn.execute("SELECT COALESCE(max(id), 0) FROM messages").fetchone()[0]),
+            int(conn.execute("SELECT COALESCE(max(seq), 0) FROM history").fetchone()[0]),
+            int(conn.execute("SELECT COALESCE(max(id), 0) FROM events").fetchone()[0]),
             int(conn.execute("SELECT COALESCE(max(id), 0) FROM chunks").fetchone()[0]),
         )
 
@@ -1120,15 +1125,15 @@ class SQLiteStore:
         conn = self.conn
         seen_event, seen_message, seen_chunk = marks
         feed: Feed = {"ended": [], "cancelled": [], "events": [], "chunks": []}
-        last = conn.execute("SELECT COALESCE(max(seq), 0) FROM events").fetchone()[0]
+        last = conn.execute("SELECT COALESCE(max(seq), 0) FROM history").fetchone()[0]
         for run_id, kind in conn.execute(
-            "SELECT run_id, kind FROM events WHERE seq > ? AND seq <= ? AND kind IN "
+            "SELECT run_id, kind FROM history WHERE seq > ? AND seq <= ? AND kind IN "
             f"({','.join(repr(k) for k in sorted(TERMINAL_NAMES))}, 'cancel_requested') ORDER BY seq",
             (seen_event, last),
         ).fetchall():
             (feed["ended"] if kind in TERMINAL_NAMES else feed["cancelled"]).append(run_id)
         for mid, run_id, topic in conn.execute(
-            "SELECT id, run_id, topic FROM messages WHERE id > ? ORDER BY id", (seen_message,)
+            "SELECT id, run_id, topic FROM events WHERE id > ? ORDER BY id", (seen_message,)
         ).fetchall():
             seen_message = mid
             feed["events"].append((run_id, topic, mid))
