@@ -22,7 +22,7 @@ runtime's id (``runtime``) and refuses to change a run another runtime has taken
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypedDict
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "StepRow",
     "Store",
     "WaitAnswer",
+    "walk_tree",
 ]
 
 
@@ -103,6 +104,21 @@ class Feed(TypedDict):
     cancelled: list[str]
     events: list[tuple[str, str, int]]
     chunks: list[tuple[str, str, int]]
+
+
+def walk_tree(root: RunRow | None, children: Callable[[str], list[RunRow]]) -> list[tuple[int, RunRow]]:
+    """A run and its descendants as ``(depth, row)``, depth first; ``children(id)`` gives a
+    run's children in creation order (each store reads them its own way)."""
+    out: list[tuple[int, RunRow]] = []
+
+    def walk(row: RunRow, depth: int) -> None:
+        out.append((depth, row))
+        for child in children(row["id"]):
+            walk(child, depth + 1)
+
+    if root is not None:
+        walk(root, 0)
+    return out
 
 
 class ErrorKind(enum.Enum):

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import HookConflict, HookNotFound, RunFinished, RunNotFound
 from ..states import CANCELLED_AT_ONCE, TERMINAL_NAMES, UNFINISHED_NAMES, StepKind
-from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer
+from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer, walk_tree
 
 __all__ = ["MemoryError_", "MemoryStore"]
 
@@ -494,21 +494,13 @@ class MemoryStore:
 
     def tree(self, run_id: str) -> list[tuple[int, RunRow]]:
         """A run and its descendants, depth first, children by creation."""
+
+        def children(parent: str) -> list[RunRow]:
+            found = sorted((r for r in self._t.runs.values() if r["parent_id"] == parent), key=lambda r: (r["created_at"], r["id"]))
+            return [dict(r) for r in found]  # type: ignore[misc]  # copies of the stored dicts are the rows
+
         with self._lock:
-            root = self.get_run(run_id)
-            if root is None:
-                return []
-            out: list[tuple[int, RunRow]] = []
-
-            def walk(row: RunRow, depth: int) -> None:
-                out.append((depth, row))
-                children = sorted((r for r in self._t.runs.values() if r["parent_id"] == row["id"]),
-                                  key=lambda r: (r["created_at"], r["id"]))  # fmt: skip
-                for child in children:
-                    walk(dict(child), depth + 1)  # type: ignore[arg-type]  # a copy of the stored dict is the row
-
-            walk(root, 0)
-            return out
+            return walk_tree(self.get_run(run_id), children)
 
     def steps(self, run_id: str) -> list[StepRow]:
         """A run's steps, in call order."""

@@ -41,7 +41,7 @@ import sqlite_utils
 
 from ..errors import HookConflict, HookNotFound, JournalError, RunFinished, RunNotFound
 from ..states import CANCELLED_AT_ONCE, TERMINAL_NAMES, UNFINISHED_NAMES, State, StepKind, sql_in
-from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer
+from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer, walk_tree
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -1075,18 +1075,8 @@ class SQLiteStore:
 
     def tree(self, run_id: str) -> list[tuple[int, RunRow]]:
         """A run and its descendants as ``(depth, row)``, depth first, children by creation."""
-        root = self.get_run(run_id)
-        if root is None:
-            return []
-        out: list[tuple[int, RunRow]] = []
-
-        def walk(row: RunRow, depth: int) -> None:
-            out.append((depth, row))
-            for child in fetch_all(self.conn, "SELECT * FROM runs WHERE parent_id=? ORDER BY created_at, id", (row["id"],)):
-                walk(cast(RunRow, child), depth + 1)
-
-        walk(root, 0)
-        return out
+        sql = "SELECT * FROM runs WHERE parent_id=? ORDER BY created_at, id"
+        return walk_tree(self.get_run(run_id), lambda parent: cast(list[RunRow], fetch_all(self.conn, sql, (parent,))))
 
     def steps(self, run_id: str) -> list[StepRow]:
         """A run's steps, in call order."""
