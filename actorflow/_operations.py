@@ -31,7 +31,7 @@ class RunOperations(Protocol):
     clock: Clock
     codec: Codec
 
-    def checkpoint(self) -> None:
+    def check_interrupt(self) -> None:
         """Raise if the run was cancelled, timed out or abandoned."""
 
     def save_progress(self, value: Any) -> None:

@@ -6,6 +6,7 @@ import datetime as _dt
 import random as _random
 import threading
 import uuid as _uuid
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -114,18 +115,28 @@ class Context:
         """
         return self._execution.control.shutdown.is_set()
 
-    def checkpoint(self) -> None:
+    def check_cancelled(self) -> None:
         """Raise :class:`~actorflow.Cancelled` if the run was cancelled; otherwise do nothing.
 
-        Every actorflow call made from a flow does this; call it yourself in a long loop
-        that makes none.
+        Every actorflow call made from a flow does this (each is a *cancellation point*);
+        call it yourself in a long loop that makes none.
         """
-        self._execution.checkpoint()
+        self._execution.check_interrupt()
+
+    def checkpoint(self) -> None:
+        """Deprecated name of :meth:`check_cancelled` (a "checkpoint" is a saved step result).
+
+        Warns with :class:`DeprecationWarning`, then does what :meth:`check_cancelled` does.
+        """
+        warnings.warn(
+            "ctx.checkpoint() is renamed ctx.check_cancelled()", DeprecationWarning, stacklevel=2
+        )
+        self._execution.check_interrupt()
 
     def progress(self, value: Any) -> None:
         """Record ``value`` as the run's latest progress (durably; shown in its status).
 
-        It is a checkpoint: a cancelled run raises :class:`~actorflow.Cancelled` here.
+        It is a cancellation point: a cancelled run raises :class:`~actorflow.Cancelled` here.
 
         Raises:
             SerializationError: the value cannot be stored.

@@ -238,7 +238,7 @@ class RunTimedOut(RunError):
 
 
 class Cancelled(ActorflowError):
-    """Raised inside a flow at a checkpoint once its run has been cancelled.
+    """Raised inside a flow at a cancellation point once its run has been cancelled.
 
     A flow may catch it to clean up, but the run still ends as ``cancelled``: the
     journal records the cancellation request, and the run's terminal state is

@@ -217,7 +217,7 @@ class Execution(Actor):
         self.send(make(reply))
         return self.await_(reply)
 
-    def checkpoint(self) -> None:
+    def check_interrupt(self) -> None:
         """Stop here if the run was cancelled, timed out, or abandoned by the runtime."""
         control = self.control
         if control.interrupt.is_set():
@@ -234,7 +234,7 @@ class Execution(Actor):
 
     def _wait_in_thread(self, wake_at: float) -> None:
         while True:
-            self.checkpoint()
+            self.check_interrupt()
             remaining = wake_at - self.clock.time()
             if remaining <= EARLY:
                 return
@@ -332,7 +332,7 @@ class Execution(Actor):
                 look = False
             if reply is not None and reply.done:
                 return self._end_wait(w, seq, self._runs_decision(w, reply.get()))
-            self.checkpoint()
+            self.check_interrupt()
             if w.deadline is not None and self.clock.time() >= w.deadline - EARLY:
                 return self._end_wait(w, seq, self._expired(w))
             if (w.kind is not WaitKind.RUNS or waited) and self._gives_up_thread(w, began):
@@ -461,7 +461,7 @@ class Execution(Actor):
 
     def save_progress(self, value: Any) -> None:
         """Checkpoint, then store ``value`` as the run's progress."""
-        self.checkpoint()
+        self.check_interrupt()
         try:
             data = self.codec.dumps(value, self.run_id, PROGRESS)
         except SerializationError as exc:
@@ -508,7 +508,7 @@ class Execution(Actor):
                 "the flow makes them, which other threads would make unpredictable. Make them from the flow's own "
                 "thread; run parallel work as child runs (ctx.start, then ctx.gather)"
             )
-        self.checkpoint()
+        self.check_interrupt()
         self.seq += 1
         saved = self.checkpoints.get(self.seq)
         if saved is not None and saved["name"] != name:
@@ -614,7 +614,7 @@ class Execution(Actor):
                 self.wait_until(seq, retry_at, {"retry": step.name, "until": iso(retry_at)})
         policy = step.retries
         while True:
-            self.checkpoint()
+            self.check_interrupt()
             started = now_iso()
             info = StepInfo(
                 step_id=f"{self.run_id}:{seq}",
@@ -640,7 +640,7 @@ class Execution(Actor):
                 raise
             except BaseException as exc:
                 if isinstance(exc, Cancelled) or self.control.interrupt.is_set():
-                    self.checkpoint()  # the run was cancelled/abandoned meanwhile
+                    self.check_interrupt()  # the run was cancelled/abandoned meanwhile
                 final = isinstance(exc, FatalError) or attempt >= policy.max_attempts
                 if not final:
                     try:
@@ -668,7 +668,7 @@ class Execution(Actor):
             data = self.codec.seal(plain, self.run_id, STEP, seq, step.name)
             self.send(m.SaveStep(self.run_id, seq, step.name, "completed", attempt, now_iso(), result=data, started_at=started))
             self.checkpoints[seq] = {"name": step.name, "state": "completed", "result": data}
-            self.checkpoint()
+            self.check_interrupt()
             if type(value) in _IMMUTABLE:  # already a copy in effect: skip the decode
                 return value
             return self.codec.serializer.loads(plain)  # pass by value: the flow gets its own copy
@@ -712,7 +712,7 @@ class Execution(Actor):
             if self.control.interrupt.is_set():
                 assert info._stop is not None
                 info._stop.set()
-                self.checkpoint()
+                self.check_interrupt()
         ok, value = outcome[0]
         if not ok:
             raise value

@@ -246,7 +246,7 @@ class Drain:
 
 @dataclass(frozen=True)
 class Abandon:
-    """Runtime → supervisor: tell every execution actor still running to stop at its next checkpoint."""
+    """Runtime → supervisor: tell every execution actor still running to stop at its next cancellation point."""
 
 
 # --------------------------------------------------------------------------------------

@@ -522,7 +522,7 @@ class Runtime:
     # -- cancelling -------------------------------------------------------------------
 
     def cancel(self, run_id: str) -> bool:
-        """Cancel a run: at once if pending, at its next checkpoint if executing.
+        """Cancel a run: at once if pending, at its next cancellation point if executing.
 
         Returns:
             True if this call cancelled the run, False if it had already finished
@@ -613,7 +613,7 @@ class Runtime:
     def shutdown(self, timeout: float | None = 10.0) -> None:
         """Stop the runtime: no new starts, give executing runs ``timeout`` seconds, stop the actors.
 
-        Runs that have not finished by then are told to stop at their next checkpoint
+        Runs that have not finished by then are told to stop at their next cancellation point
         and stay unfinished in the journal; the next runtime on the file resumes them.
         Calling it again does nothing.
 
@@ -632,10 +632,10 @@ class Runtime:
                 drained.get(timeout=timeout)
             except pykka.Timeout:
                 self.supervisor.tell(m.Abandon())
-                try:  # flows stop at their next checkpoint; waits for journal answers give up
+                try:  # flows stop at their next cancellation point; waits for journal answers give up
                     drained.get(timeout=2.0)
                 except pykka.Timeout:
-                    log.warning("some flows did not reach a checkpoint; their threads are left to end")
+                    log.warning("some flows did not reach a cancellation point; their threads are left to end")
         finally:
             try:  # first: its ticks would renew the lease that is given up next
                 self.supervisor.stop(block=True, timeout=30)

@@ -52,7 +52,7 @@ UNFINISHED_NAMES = frozenset(s.value for s in State) - TERMINAL_NAMES
 
 CANCELLED_AT_ONCE = frozenset({State.PENDING, State.WAITING})
 """A run in one of these states that is cancelled ends ``cancelled`` at once: no flow code runs
-for it. A ``running`` one is asked to stop, and ends at its next checkpoint."""
+for it. A ``running`` one is asked to stop, and ends at its next cancellation point."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition("set_waiting", frozenset({State.RUNNING}), State.WAITING, "the flow waits and gives up its thread"),
     Transition("requeue", frozenset({State.WAITING}), State.PENDING, "a woken run of a named queue waits for a slot"),
     Transition("request_cancel", CANCELLED_AT_ONCE, State.CANCELLED, "cancelled at once"),
-    Transition("request_cancel", frozenset({State.RUNNING}), None, "asked to stop: cancel_requested, ends at its next checkpoint"),
+    Transition("request_cancel", frozenset({State.RUNNING}), None, "asked to stop: cancel_requested, ends at its next cancellation point"),
     Transition("cancel_children", CANCELLED_AT_ONCE, State.CANCELLED, "a parent ended: its children go with it"),
     Transition("finish_run", _UNFINISHED, None, "the run's end: completed, failed, cancelled or timed_out (a cancel asked for wins)"),
 )

@@ -525,13 +525,13 @@ class Supervisor(Actor):
     def _lease_lost(self) -> None:
         """This runtime's lease expired (it was paused or starved): another may hold its runs now.
 
-        Every run it executes stops at its next checkpoint (its writes are refused anyway
+        Every run it executes stops at its next cancellation point (its writes are refused anyway
         if the run was taken over); what it still holds is released, and the next claims
         take back whatever nobody else took.
         """
         log.warning("runtime %s lost its lease: stopping its runs; they resume where another runtime takes them", self._owner)
         # a run still executing here is released only once its execution has ended (at its
-        # next checkpoint): released earlier, this runtime could claim it back meanwhile
+        # next cancellation point): released earlier, this runtime could claim it back meanwhile
         for run in list(self._runs.values()):
             if run.phase is Phase.EXECUTING:
                 assert run.control is not None
@@ -628,7 +628,7 @@ class Supervisor(Actor):
         """A run's flow timeout passed: end it as ``timed_out`` now, whatever its flow is doing.
 
         The journal refuses later writes of the run (a terminal state never changes), and
-        the flow, told through its control, stops at its next checkpoint.
+        the flow, told through its control, stops at its next cancellation point.
         """
         run = self._runs.get(run_id)
         if run is not None and run.phase is Phase.EXECUTING:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -340,7 +341,7 @@ def held_child(ctx: actorflow.Context, name: str, value: Any = None) -> Any:
     """Signal arrival, then wait for the gate of ``name``, checking for cancellation meanwhile."""
     arrived(name).set()
     while not gate(name).wait(0.005):
-        ctx.checkpoint()
+        ctx.check_cancelled()
     return value
 
 
@@ -407,7 +408,7 @@ def tree_node(ctx: actorflow.Context, depth: int, name: str) -> None:
     else:
         arrived(name).set()
         while True:  # a leaf runs until it is cancelled
-            ctx.checkpoint()
+            ctx.check_cancelled()
             gate("never").wait(0.005)
 
 
@@ -477,7 +478,7 @@ def collect_events(ctx: actorflow.Context, topic: str, n: int) -> list[Any]:
 def collect_after_gate(ctx: actorflow.Context, name: str, n: int) -> list[Any]:
     arrived(name).set()
     while not gate(name).wait(0.005):
-        ctx.checkpoint()
+        ctx.check_cancelled()
     return [ctx.wait_event("news") for _ in range(n)]
 
 
@@ -504,7 +505,7 @@ def writer(ctx: actorflow.Context, name: str, n: int) -> int:
         if i == 1:
             arrived(name).set()
             while not gate(name).wait(0.005):
-                ctx.checkpoint()
+                ctx.check_cancelled()
     ctx.write("other", namespace="logs")
     return n
 
@@ -569,7 +570,7 @@ def flow_calling_ctx_in_step(ctx: actorflow.Context) -> int:
 def short_deadline(ctx: actorflow.Context, name: str) -> str:
     arrived(name).set()
     while not gate(name).wait(0.005):
-        ctx.checkpoint()
+        ctx.check_cancelled()
     return "finished"
 
 
@@ -590,7 +591,7 @@ def gather_done_child_with_zero_timeout(ctx: actorflow.Context) -> Any:
 def starts_child_late(ctx: actorflow.Context, name: str) -> Any:
     arrived(name).set()
     while not gate(name).wait(0.005):
-        ctx.checkpoint()
+        ctx.check_cancelled()
     return ctx.start(add, 20, 22).result()
 
 
@@ -732,3 +733,12 @@ def uses_shared_pool(ctx: actorflow.Context, text: str) -> str:
     if not _SHARED_POOL:
         _SHARED_POOL.append(ThreadPoolExecutor(max_workers=1))
     return str(_SHARED_POOL[0].submit(shout, text).result())
+
+
+@actorflow.flow
+def old_cancellation_check(ctx: actorflow.Context) -> list[str]:
+    """Call the deprecated ``ctx.checkpoint()``; return the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ctx.checkpoint()
+    return [f"{w.category.__name__}: {w.message}" for w in caught]

@@ -168,7 +168,7 @@ def test_cancel_a_pending_run_takes_effect_at_once(db_path: str) -> None:
     assert not Path(db_path).with_suffix(".log").exists(), "a cancelled pending run must never execute"
 
 
-def test_cancel_a_running_run_at_its_next_checkpoint(rt: actorflow.Runtime) -> None:
+def test_cancel_a_running_run_at_its_next_cancellation_point(rt: actorflow.Runtime) -> None:
     run = rt.start(flows.loop_until_cancelled, "cancel-me")
     assert arrived("cancel-me").wait(10)
     assert run.cancel() is True
@@ -179,8 +179,15 @@ def test_cancel_a_running_run_at_its_next_checkpoint(rt: actorflow.Runtime) -> N
     assert status.completed_at is not None
 
 
+def test_the_old_name_of_the_cancellation_check_still_works_and_warns(rt: actorflow.Runtime) -> None:
+    # ctx.checkpoint() was renamed ctx.check_cancelled(): "checkpoint" names a saved step result only
+    assert rt.start(flows.old_cancellation_check).result(timeout=10) == [
+        "DeprecationWarning: ctx.checkpoint() is renamed ctx.check_cancelled()"
+    ]
+
+
 def test_cancel_requested_before_the_flow_returns_ends_the_run_cancelled(rt: actorflow.Runtime) -> None:
-    # the flow makes no checkpoint after the request, yet the accepted cancel wins
+    # the flow reaches no cancellation point after the request, yet the accepted cancel wins
     run = rt.start(flows.hold, "late-cancel", "value")
     assert arrived("late-cancel").wait(10)
     assert run.cancel() is True
