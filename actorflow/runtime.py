@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time as _time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -163,7 +164,8 @@ class Runtime:
         path: the journal file.
         supervisor: the supervisor's pykka ``ActorRef`` (send it ``StartRun``/``CancelRun``).
         registry: the registry's pykka ``ActorRef``.
-        incarnation: a unique id of this runtime, recorded as the owner of the runs it executes.
+        id: the runtime id (``rt_`` and a ULID), unique to this opening of the journal; a
+            run's ``owner`` column holds the id of the runtime executing it.
 
     Raises:
         TypeError: an option has the wrong type (``Runtime(123)``, ``concurrency=True``,
@@ -219,7 +221,7 @@ class Runtime:
             raise ValueError(f"file_mode must give the owner read and write (0o600 to 0o777), not {file_mode!r}")
         retention_s = parse_duration(retention) if retention is not None else None
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
-        self.incarnation = "rt_" + new_ulid()
+        self.id = "rt_" + new_ulid()
         self._closed = False
         self._lock = threading.Lock()
         sqlite_store.check_folder(self.path)
@@ -243,13 +245,13 @@ class Runtime:
             raise
         watched: set[str] = set()  # the runs the registry waits for (see Registry)
         self.registry: pykka.ActorRef[Any] = Registry.start(self.path, busy_timeout, watched)
-        store = sqlite_store.SQLiteStore.writer(conn, self.path, self.incarnation)
+        store = sqlite_store.SQLiteStore.writer(conn, self.path, self.id)
         self._journal: pykka.ActorRef[Any] = journal.Journal.start(store, self.registry, watched, self.codec)
         now = _time.time()
         self._journal.ask(m.RegisterRuntime(now, now + lease, now_iso(), concurrency))
         settings = Settings(
             concurrency=concurrency,
-            runtime=self.incarnation,
+            runtime=self.id,
             answer_timeout=busy_timeout * 5 + 5.0,
             max_recoveries=max_recoveries,
             passivate_after=passivate_after,
@@ -266,6 +268,12 @@ class Runtime:
         _OPEN.add(self)
 
     # -- starting ---------------------------------------------------------------------
+
+    @property
+    def incarnation(self) -> str:
+        """Deprecated name of :attr:`id` (warns with :class:`DeprecationWarning`)."""
+        warnings.warn("Runtime.incarnation is renamed Runtime.id", DeprecationWarning, stacklevel=2)
+        return self.id
 
     def start(self, flow: Callable[Concatenate[Any, P], R], /, *args: P.args, **kwargs: P.kwargs) -> RunHandle[R]:
         """Start a run of ``flow`` and return its handle once the run is committed.
@@ -426,7 +434,7 @@ class Runtime:
                 self._blocked += 1
                 return
             state = self._row(run_id)["state"]
-            if state in ("pending", "waiting") and not self._ask(self.registry, m.CountExecutors(_time.time(), self.incarnation)):
+            if state in ("pending", "waiting") and not self._ask(self.registry, m.CountExecutors(_time.time(), self.id)):
                 raise ActorflowError(
                     f"run {ctx.run_id} waits for run {run_id} ({state}) from inside its flow, holding one of this "
                     f"runtime's {self._concurrency} slot(s) while every other one is held the same way, and no other "

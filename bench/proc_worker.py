@@ -19,7 +19,7 @@ def main() -> None:
     journal, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     lease = float(sys.argv[4]) if len(sys.argv) > 4 else 10.0
     rt = actorflow.Runtime(journal, lease=lease, poll_interval=0.05)
-    print("ready", rt.incarnation, flush=True)
+    print("ready", rt.id, flush=True)
     if mode == "w2":
         sys.stdin.readline()
         t0 = time.perf_counter()

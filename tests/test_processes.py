@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs PO
 
 
 def start_worker(journal: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    """Start a worker process; return it and its runtime's incarnation id once it is ready."""
+    """Start a worker process; return it and its runtime id once it is ready."""
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.worker", journal, *extra],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},

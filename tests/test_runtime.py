@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
@@ -184,6 +185,18 @@ def test_the_old_name_of_the_cancellation_check_still_works_and_warns(rt: actorf
     assert rt.start(flows.old_cancellation_check).result(timeout=10) == [
         "DeprecationWarning: ctx.checkpoint() is renamed ctx.check_cancelled()"
     ]
+
+
+def test_the_runtime_id_is_the_owner_of_its_runs_and_its_old_name_warns(rt: actorflow.Runtime) -> None:
+    run = rt.start(flows.hold, "owned", "value")
+    assert arrived("owned").wait(10)
+    assert rt.id.startswith("rt_")
+    with closing(sqlite3.connect(rt.path)) as conn:
+        assert conn.execute("SELECT owner FROM runs WHERE id = ?", (run.id,)).fetchone() == (rt.id,)
+    with pytest.warns(DeprecationWarning, match="renamed Runtime.id"):
+        assert rt.incarnation == rt.id
+    gate("owned").set()
+    assert run.result(timeout=10) == "value"
 
 
 def test_cancel_requested_before_the_flow_returns_ends_the_run_cancelled(rt: actorflow.Runtime) -> None:

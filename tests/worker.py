@@ -1,6 +1,6 @@
 """A worker process for the multi-process tests: ``python -m tests.worker JOURNAL [options]``.
 
-It opens a runtime on the journal, prints ``ready <incarnation>``, executes whatever it
+It opens a runtime on the journal, prints ``ready <runtime id>``, executes whatever it
 claims, and shuts down gracefully when its standard input is closed.
 """
 
@@ -33,7 +33,7 @@ def main() -> None:
         queues=json.loads(args.queues),
         max_recoveries=1000,
     )
-    print("ready", rt.incarnation, flush=True)
+    print("ready", rt.id, flush=True)
     sys.stdin.read()  # until the test closes our stdin
     rt.shutdown(timeout=10)
     print("stopped", flush=True)
