@@ -69,6 +69,15 @@ def marker(tmp_path: Path) -> Iterator[Path]:
 # ------------------------------------------------------------------------- tampering
 
 
+def fails_tampered(db_path: str, run_id: str) -> pytest.ExceptionInfo[actorflow.RunFailed]:
+    """Reopen the journal and check that the run fails with TamperedRecord; return the failure."""
+    with actorflow.Runtime(db_path) as rt:
+        with pytest.raises(actorflow.RunFailed) as info:
+            rt.result(run_id, timeout=10)
+    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    return info
+
+
 def test_an_edited_result_raises_tampered_record_naming_run_and_field(rt: actorflow.Runtime) -> None:
     run = rt.start(flows.add, 1, 1)
     assert run.result(timeout=10) == 2
@@ -174,10 +183,7 @@ def test_tampered_arguments_fail_the_run_instead_of_executing_it(db_path: str, m
     with actorflow.Runtime(db_path, concurrency=0) as client:  # started, not executed
         run_id = client.start(flows.shouts, "hi").id
     sql(db_path, "UPDATE runs SET args=? WHERE id=?", f"[{planted(marker)}]", run_id)
-    with actorflow.Runtime(db_path) as rt:
-        with pytest.raises(actorflow.RunFailed) as info:
-            rt.result(run_id, timeout=10)
-    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    info = fails_tampered(db_path, run_id)
     assert "'args'" in info.value.error.message
     assert flows.calls.get("shout") is None
 
@@ -191,20 +197,14 @@ def test_a_tampered_flow_stored_by_value_is_never_unpickled(db_path: str, marker
     blob = pickle.dumps((_Plant(str(marker)), {}, {}))
     stored = column(db_path, "SELECT flow_blob FROM runs WHERE id=?", run_id)
     sql(db_path, "UPDATE runs SET flow_blob=? WHERE id=?", stored[:36] + blob, run_id)  # old signature, new body
-    with actorflow.Runtime(db_path) as rt:
-        with pytest.raises(actorflow.RunFailed) as info:
-            rt.result(run_id, timeout=10)
-    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    fails_tampered(db_path, run_id)
 
 
 def test_a_tampered_step_result_fails_the_replay(db_path: str, marker: Path) -> None:
     run_id = cut_off(db_path, flows.two_steps, "between", 5, "between")
     flows.gate("between").set()
     sql(db_path, "UPDATE steps SET result=? WHERE run_id=? AND seq=1", planted(marker), run_id)
-    with actorflow.Runtime(db_path) as rt:
-        with pytest.raises(actorflow.RunFailed) as info:
-            rt.result(run_id, timeout=10)
-    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    info = fails_tampered(db_path, run_id)
     assert "'step 1'" in info.value.error.message
 
 
@@ -213,10 +213,7 @@ def test_a_tampered_event_is_never_handed_to_the_flow(db_path: str, marker: Path
         run_id = client.start(flows.collect_events, "news", 1).id
         client.send(run_id, "news", "the real news")
     sql(db_path, "UPDATE events SET payload=? WHERE run_id=?", planted(marker), run_id)
-    with actorflow.Runtime(db_path) as rt:
-        with pytest.raises(actorflow.RunFailed) as info:
-            rt.result(run_id, timeout=10)
-    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    fails_tampered(db_path, run_id)
 
 
 def test_events_and_hooks_still_arrive_signed(rt: actorflow.Runtime) -> None:
@@ -494,10 +491,7 @@ def test_a_changed_flow_reference_is_refused_before_anything_is_imported(
     with actorflow.Runtime(db_path, concurrency=0) as client:
         run_id = client.start(flows.greet, "alice").id
     sql(db_path, "UPDATE runs SET flow_ref='evilmod:x' WHERE id=?", run_id)
-    with actorflow.Runtime(db_path) as rt:
-        with pytest.raises(actorflow.RunFailed) as info:
-            rt.result(run_id, timeout=10)
-    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    fails_tampered(db_path, run_id)
     assert not (tmp_path / "imported").exists()
 
 
@@ -527,10 +521,7 @@ def test_forged_step_rows_cannot_skip_a_wait_or_a_step(db_path: str) -> None:
             "INSERT INTO steps (run_id, seq, name, state, result, attempts) VALUES (?, 1, 'actorflow.event:go', 'completed', NULL, 1)",
             (run_id,),
         )
-    with actorflow.Runtime(db_path) as rt:
-        with pytest.raises(actorflow.RunFailed) as info:
-            rt.result(run_id, timeout=10)
-    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    fails_tampered(db_path, run_id)
 
 
 def test_a_copied_event_is_not_delivered_twice(db_path: str) -> None:
@@ -538,10 +529,7 @@ def test_a_copied_event_is_not_delivered_twice(db_path: str) -> None:
         run_id = client.start(flows.collect_events, "approval", 2).id
         client.send(run_id, "approval", "alice")
     sql(db_path, "INSERT INTO events (run_id, topic, payload, sent_at) SELECT run_id, topic, payload, sent_at FROM events")
-    with actorflow.Runtime(db_path) as rt:
-        with pytest.raises(actorflow.RunFailed) as info:
-            rt.result(run_id, timeout=10)
-    assert info.value.error.type == "actorflow.errors.TamperedRecord"
+    fails_tampered(db_path, run_id)
 
 
 def test_stream_chunks_cannot_be_moved_between_streams_or_reordered(rt: actorflow.Runtime) -> None:

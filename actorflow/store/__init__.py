@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, TypeVar
 
 __all__ = [
     "RUN_INSERT_COLUMNS",
@@ -33,6 +33,7 @@ __all__ = [
     "StepRow",
     "Store",
     "WaitAnswer",
+    "take_within_caps",
     "walk_tree",
 ]
 
@@ -104,6 +105,40 @@ class Feed(TypedDict):
     cancelled: list[str]
     events: list[tuple[str, str, int]]
     chunks: list[tuple[str, str, int]]
+
+
+_C = TypeVar("_C")
+_R = TypeVar("_R")
+
+
+def take_within_caps(
+    candidates: Sequence[_C],
+    queue_of: Callable[[_C], str | None],
+    free: int,
+    queue_limits: Mapping[str, int],
+    busy: dict[str, int],
+    take: Callable[[_C], _R | None],
+) -> list[_R]:
+    """Claim candidates in order for ``free`` slots, keeping each capped queue within its limit.
+
+    ``busy`` (runs counted against each capped queue) is updated as runs are taken; ``take``
+    claims one candidate in the store and returns its row, or None if another runtime got it.
+    """
+    taken: list[_R] = []
+    for candidate in candidates:
+        if len(taken) >= free:
+            break
+        queue = queue_of(candidate)
+        cap = queue_limits.get(queue) if queue else None
+        if cap is not None and queue is not None and busy[queue] >= cap:
+            continue
+        row = take(candidate)
+        if row is None:
+            continue
+        taken.append(row)
+        if cap is not None and queue is not None:
+            busy[queue] += 1
+    return taken
 
 
 def walk_tree(root: RunRow | None, children: Callable[[str], list[RunRow]]) -> list[tuple[int, RunRow]]:

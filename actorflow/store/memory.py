@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import HookConflict, HookNotFound, RunFinished, RunNotFound
 from ..states import CANCELLED_AT_ONCE, TERMINAL_NAMES, UNFINISHED_NAMES, StepKind
-from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer, walk_tree
+from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer, take_within_caps, walk_tree
 
 __all__ = ["MemoryError_", "MemoryStore"]
 
@@ -438,19 +438,11 @@ class MemoryStore:
             full = {q for q, cap in queue_limits.items() if busy[q] >= cap}  # left out, as the SQLite store leaves them
             pending = sorted((r for r in t.runs.values() if r["state"] == "pending" and self._orphan(r) and r["queue"] not in full),
                              key=lambda r: (-r["priority"], r["created_at"]))[: free * 4]  # fmt: skip
-            taken = 0
-            for run in pending:
-                if taken >= free:
-                    break
-                queue = run["queue"]
-                cap = queue_limits.get(queue) if queue else None
-                if cap is not None and busy[queue] >= cap:
-                    continue
+            def take(run: dict[str, Any]) -> dict[str, Any]:
                 run.update(owner=self.runtime, updated_at=at)
-                claimed.append(run)
-                taken += 1
-                if cap is not None:
-                    busy[queue] += 1
+                return run
+
+            claimed += take_within_caps(pending, lambda r: r["queue"], free, queue_limits, busy, take)
         for run in claimed:
             if run["state"] != "pending":
                 self.add_history(run["id"], at, "taken_over", f'{{"by": "{self.runtime}"}}')

@@ -41,7 +41,7 @@ import sqlite_utils
 
 from ..errors import HookConflict, HookNotFound, JournalError, RunFinished, RunNotFound
 from ..states import CANCELLED_AT_ONCE, TERMINAL_NAMES, UNFINISHED_NAMES, State, StepKind, sql_in
-from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer, walk_tree
+from . import RUN_INSERT_COLUMNS, ErrorKind, Feed, RunRow, StepRow, WaitAnswer, take_within_caps, walk_tree
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -1016,23 +1016,15 @@ class SQLiteStore:
                 "ORDER BY priority DESC, created_at LIMIT ?",
                 (*full, free * 4),
             ).fetchall()
-            taken = 0
-            for run_id, queue in candidates:
-                if taken >= free:
-                    break
-                cap = queue_limits.get(queue) if queue else None
-                if cap is not None and busy[queue] >= cap:
-                    continue
-                row = self._one(
+
+            def take(candidate: tuple[str, str | None]) -> dict[str, Any] | None:
+                return self._one(
                     f"UPDATE runs SET owner=?, updated_at=? WHERE id=? AND state='pending' AND (owner IS NULL OR owner NOT IN {live}) "
                     "RETURNING *",
-                    (self.runtime, at, run_id),
+                    (self.runtime, at, candidate[0]),
                 )
-                if row is not None:
-                    claimed.append(row)
-                    taken += 1
-                    if cap is not None:
-                        busy[queue] += 1
+
+            claimed += take_within_caps(candidates, lambda c: c[1], free, queue_limits, busy, take)
         for row in claimed:
             if row["state"] != "pending":
                 self.add_history(row["id"], at, "taken_over", json.dumps({"by": self.runtime}))
